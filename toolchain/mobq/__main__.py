@@ -1,0 +1,3 @@
+from mobq.cli import cli
+
+cli()

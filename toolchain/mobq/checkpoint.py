@@ -1,0 +1,254 @@
+"""Reading and writing checkpoints one tensor at a time.
+
+Safetensors only, plus torchao's flattened form for quantized tensors (no pickles).
+Legacy `.bin`/`.pt` files are read with `torch.load(weights_only=True)`, which refuses any
+pickle that would construct objects other than tensors, so a planted pickle cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mobq.errors import CheckpointError
+
+INDEX_FILE = "model.safetensors.index.json"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
+DEFAULT_SHARD_BYTES = 2 * 1024**3
+
+
+def _safe_open(path: Path) -> Any:
+    from safetensors import safe_open
+
+    try:
+        return safe_open(str(path), framework="pt", device="cpu")
+    except Exception as exc:  # safetensors raises its own error types for bad headers
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file (corrupt or truncated?): "
+            f"{' '.join(str(exc).split())}; re-download or re-save it"
+        ) from exc
+
+
+def _is_torchao(metadata: dict[str, str] | None) -> bool:
+    return bool(metadata) and "tensor_names" in metadata
+
+
+@dataclass
+class _Entry:
+    file: Path
+    meta: dict[str, Any] | None  # torchao subclass description, None for a plain tensor
+
+
+class CheckpointReader:
+    """Logical tensors of a checkpoint directory, materialized on demand."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self._handles: dict[Path, Any] = {}
+        self._entries: dict[str, _Entry] = {}
+        self._pickled: dict[str, torch.Tensor] | None = None
+        files = safetensors_files(self.directory)
+        if files:
+            for file in files:
+                self._index_file(file)
+        else:
+            self._load_pickled()
+
+    def _index_file(self, file: Path) -> None:
+        handle = _safe_open(file)
+        self._handles[file] = handle
+        metadata = handle.metadata()
+        if _is_torchao(metadata):
+            for name in json.loads(metadata["tensor_names"]):
+                meta = json.loads(metadata[name])
+                is_plain = meta.get("_type") == "Tensor"
+                self._entries[name] = _Entry(file, None if is_plain else meta)
+        else:
+            for name in handle:
+                self._entries[name] = _Entry(file, None)
+
+    def _load_pickled(self) -> None:
+        candidates = sorted(
+            p for p in self.directory.iterdir() if p.suffix in PICKLE_SUFFIXES and p.is_file()
+        )
+        if not candidates:
+            raise CheckpointError(
+                f"no weights in {self.directory}: expected *.safetensors (or a legacy .bin/.pt)"
+            )
+        state: dict[str, torch.Tensor] = {}
+        for path in candidates:
+            state.update(load_pickled_weights(path))
+        self._pickled = state
+
+    @property
+    def names(self) -> list[str]:
+        if self._pickled is not None:
+            return list(self._pickled)
+        return list(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        return name in (self._pickled if self._pickled is not None else self._entries)
+
+    def is_quantized(self, name: str) -> bool:
+        return self._pickled is None and self._entries[name].meta is not None
+
+    def get(self, name: str) -> torch.Tensor:
+        if self._pickled is not None:
+            return self._pickled[name]
+        entry = self._entries.get(name)
+        if entry is None:
+            raise CheckpointError(f"tensor '{name}' is not in the checkpoint at {self.directory}")
+        handle = self._handles[entry.file]
+        if entry.meta is None:
+            return handle.get_tensor(name)
+        return _unflatten_one(name, entry.meta, handle)
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        if self._pickled is not None or self.is_quantized(name):
+            return tuple(self.get(name).shape)
+        entry = self._entries[name]
+        return tuple(self._handles[entry.file].get_slice(name).get_shape())
+
+    def items(self) -> Iterator[tuple[str, torch.Tensor]]:
+        for name in self.names:
+            yield name, self.get(name)
+
+    def close(self) -> None:
+        self._handles.clear()
+        self._pickled = None
+
+    def __enter__(self) -> CheckpointReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _unflatten_one(name: str, meta: dict[str, Any], handle: Any) -> torch.Tensor:
+    from torchao.prototype.safetensors.safetensors_utils import object_from_dict
+
+    module, param = name.rsplit(".", 1)
+    data: dict[str, torch.Tensor] = {}
+    for part in meta["_tensor_data_names"]:
+        key = f"{module}._{param}_{part}"
+        data[part] = handle.get_tensor(key)
+    for part in meta.get("_optional_tensor_data_names", []) or []:
+        key = f"{module}._{param}_{part}"
+        if key in handle:
+            data[part] = handle.get_tensor(key)
+    described = {**meta, "_data": {**meta["_data"], **data}}
+    return object_from_dict(described)
+
+
+def load_pickled_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A legacy checkpoint, loaded so that nothing but tensors can be constructed."""
+    import pickle
+
+    try:
+        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refused to load {path}: it is a pickle holding more than tensors, which could run "
+            "code; convert it to safetensors (model.save_pretrained(..., safe_serialization=True))"
+        ) from exc
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint: {exc}") from exc
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"{path} does not hold a mapping of tensor names to tensors")
+    return state
+
+
+def safetensors_files(directory: Path) -> list[Path]:
+    directory = Path(directory)
+    index = directory / INDEX_FILE
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{index} is not a valid safetensors index: {exc}") from exc
+        files = [directory / name for name in dict.fromkeys(weight_map.values())]
+        missing = [f.name for f in files if not f.is_file()]
+        if missing:
+            raise CheckpointError(f"{index} names shards that are missing: {', '.join(missing)}")
+        return files
+    return sorted(directory.glob("*.safetensors"))
+
+
+def checkpoint_bytes(directory: Path) -> int:
+    files = safetensors_files(directory)
+    if not files:
+        files = [p for p in Path(directory).iterdir() if p.suffix in PICKLE_SUFFIXES]
+    return sum(f.stat().st_size for f in files)
+
+
+def flatten(name: str, tensor: torch.Tensor) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """One logical tensor -> safetensors entries and torchao metadata."""
+    from torchao.prototype.safetensors.safetensors_support import flatten_tensor_state_dict
+
+    data, meta = flatten_tensor_state_dict({name: tensor})
+    meta.pop("tensor_names", None)
+    return data, meta
+
+
+class CheckpointWriter:
+    """Writes tensors into safetensors shards as they arrive, so memory holds at most one shard."""
+
+    def __init__(self, directory: Path, max_shard_bytes: int = DEFAULT_SHARD_BYTES) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.max_shard_bytes = max_shard_bytes
+        self._pending: dict[str, torch.Tensor] = {}
+        self._pending_meta: dict[str, str] = {}
+        self._pending_names: list[str] = []
+        self._pending_bytes = 0
+        self._shards: list[tuple[Path, list[str]]] = []
+        self.total_bytes = 0
+
+    def add(self, name: str, tensor: torch.Tensor) -> None:
+        data, meta = flatten(name, tensor.detach())
+        size = sum(t.numel() * t.element_size() for t in data.values())
+        if self._pending and self._pending_bytes + size > self.max_shard_bytes:
+            self._flush()
+        self._pending.update({k: v.contiguous() for k, v in data.items()})
+        self._pending_meta.update(meta)
+        self._pending_names.append(name)
+        self._pending_bytes += size
+
+    def _flush(self) -> None:
+        from safetensors.torch import save_file
+
+        path = self.directory / f"shard-{len(self._shards):05d}.safetensors.partial"
+        metadata = {**self._pending_meta, "tensor_names": json.dumps(self._pending_names)}
+        save_file(self._pending, str(path), metadata=metadata)
+        self._shards.append((path, list(self._pending)))
+        self.total_bytes += self._pending_bytes
+        self._pending, self._pending_meta, self._pending_names = {}, {}, []
+        self._pending_bytes = 0
+
+    def close(self) -> list[Path]:
+        if self._pending or not self._shards:
+            self._flush()
+        count = len(self._shards)
+        final: list[Path] = []
+        weight_map: dict[str, str] = {}
+        for number, (partial, keys) in enumerate(self._shards, start=1):
+            name = (
+                "model.safetensors"
+                if count == 1
+                else f"model-{number:05d}-of-{count:05d}.safetensors"
+            )
+            target = self.directory / name
+            partial.rename(target)
+            final.append(target)
+            weight_map.update(dict.fromkeys(keys, name))
+        if count > 1:
+            index = {"metadata": {"total_size": self.total_bytes}, "weight_map": weight_map}
+            (self.directory / INDEX_FILE).write_text(json.dumps(index, indent=2))
+        return final

@@ -1,0 +1,441 @@
+"""`mobq export`: every stage in order, each cached by content, the result verified.
+
+resolve -> untie -> quantize -> convert -> export -> verify -> assemble. The output directory
+is assembled under a temporary name and renamed into place only after verification passed,
+so an interrupted or failed run leaves no `model.pte` that looks finished.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mobq import cache, fsutil, hostinfo, metadata, progress
+from mobq import convert as convert_stage
+from mobq import export as export_stage
+from mobq import quantize as quantize_stage
+from mobq import untie as untie_stage
+from mobq import verify as verify_stage
+from mobq.errors import InputError
+from mobq.families import family_for_config, text_config
+from mobq.manifest import (
+    ChatFormat,
+    ExportInfo,
+    Manifest,
+    ModelInfo,
+    RuntimeInfo,
+    StageRecord,
+    file_entry,
+)
+from mobq.schemes import QuantOptions, check_scheme_name
+from mobq.source import TOKENIZER_FILES, Source, load_config, resolve
+
+PIPELINE_VERSION = "1"
+DEFAULT_SCHEME = "8da4w"
+DEFAULT_CTX = 1024
+
+
+@dataclass
+class ExportRequest:
+    model: str
+    out: Path | None = None
+    scheme: str | None = None
+    ctx: int | None = None
+    max_seq_len: int | None = None
+    group_size: int | None = None
+    hqq: bool | None = None
+    overrides: list[str] = field(default_factory=list)
+    random_weights: bool = False
+    seed: int = 0
+    tokenizer: Path | None = None
+    revision: str | None = None
+    force: bool = False
+    use_cache: bool = True
+    min_sqnr_db: float | None = None
+
+
+@dataclass
+class Settings:
+    """The effective choices and where each came from (default < recipe < CLI)."""
+
+    scheme: str
+    ctx: int
+    group_size: int
+    hqq: bool
+    overrides: list[quantize_stage.Override]
+    provenance: dict[str, str]
+
+
+def resolve_settings(request: ExportRequest, source: Source) -> Settings:
+    recipe = source.recipe
+    defaults = recipe.defaults if recipe else None
+    provenance: dict[str, str] = {}
+
+    def pick(name: str, cli: Any, fallback: Any) -> Any:
+        if cli is not None:
+            provenance[name] = "cli"
+            return cli
+        if defaults is not None:
+            provenance[name] = f"recipe {recipe.name}"  # type: ignore[union-attr]
+            return getattr(defaults, name)
+        provenance[name] = "mobq default"
+        return fallback
+
+    scheme = pick("scheme", request.scheme, DEFAULT_SCHEME)
+    check_scheme_name(scheme)
+    ctx = pick("ctx", request.ctx, DEFAULT_CTX)
+    group_size = pick("group_size", request.group_size, 32)
+    hqq = pick("hqq", request.hqq, False)
+    overrides = [quantize_stage.Override.parse(text) for text in request.overrides]
+    if recipe is not None:
+        overrides += [
+            quantize_stage.Override(o.pattern, o.scheme, f"recipe {recipe.name}")
+            for o in recipe.overrides
+        ]
+    return Settings(scheme, ctx, group_size, hqq, overrides, provenance)
+
+
+def default_out(source: Source, settings: Settings) -> Path:
+    return Path("exports") / f"{source.display_name}-{settings.scheme}-ctx{settings.ctx}"
+
+
+def resolve_source(request: ExportRequest) -> Source:
+    if not request.random_weights:
+        return resolve(request.model, revision=request.revision)
+    from mobq import random_weights
+    from mobq.recipes import get_recipe
+
+    if Path(request.model).exists():
+        raise InputError(
+            "--random-weights takes a recipe name (its architecture is in export_configs/)"
+        )
+    recipe = get_recipe(request.model)
+    with progress.stage("random-weights", f"{recipe.name} architecture, seed {request.seed}"):
+        path = random_weights.cached_build(
+            recipe, seed=request.seed, tokenizer_dir=request.tokenizer
+        )
+    return Source("random", request.model, path, recipe, recipe.hub_id, None)
+
+
+def check_ctx(ctx: int, max_positions: int | None) -> None:
+    if ctx <= 0:
+        raise InputError(f"--ctx must be a positive number of tokens, got {ctx}")
+    if max_positions and ctx > max_positions:
+        raise InputError(
+            f"--ctx {ctx} exceeds the model's max_position_embeddings ({max_positions})"
+        )
+
+
+class _Stages:
+    """Runs stages through the content-keyed cache and records what each did."""
+
+    def __init__(self, use_cache: bool) -> None:
+        self.cache = cache.StageCache(enabled=use_cache)
+        self.records: list[StageRecord] = []
+
+    def run(self, name: str, key: str, detail: str, work: Any) -> tuple[Path, dict[str, Any]]:
+        path = self.cache.path(name, key)
+        found = self.cache.lookup(name, key)
+        if found is not None:
+            progress.info(f"[dim]{name}: reusing cached result ({path.name})[/]")
+            self.records.append(
+                StageRecord(name=name, seconds=0.0, cached=True, key=key, detail=found["result"])
+            )
+            return path, found["result"]
+        start = time.perf_counter()
+        with progress.stage(name, detail) as note:
+            result = work(path)
+            note["note"] = result.pop("_note", "")
+        seconds = round(time.perf_counter() - start, 2)
+        self.cache.commit(name, key, {"result": result, "seconds": seconds})
+        self.records.append(
+            StageRecord(
+                name=name,
+                seconds=seconds,
+                cached=False,
+                key=key,
+                peak_rss_mb=hostinfo.peak_rss_mb(),
+                detail=result,
+            )
+        )
+        return path, result
+
+
+def export_model(request: ExportRequest) -> tuple[Path, Manifest]:
+    """The whole pipeline; returns the output directory and its manifest."""
+    if request.out is not None:
+        fsutil.prepare_output_dir(Path(request.out), force=request.force)
+    source = resolve_source(request)
+    config = load_config(source.path)
+    family = family_for_config(config, f"{source.path}/config.json")
+    settings = resolve_settings(request, source)
+    scheme = check_scheme_name(settings.scheme)
+    options = QuantOptions(settings.group_size, settings.hqq)
+    out = Path(request.out) if request.out is not None else default_out(source, settings)
+    fsutil.prepare_output_dir(out, force=request.force)
+    fsutil.clean_stale_temporaries(out.parent)
+    check_ctx(settings.ctx, getattr(text_config(config), "max_position_embeddings", None))
+    export_options = export_stage.ExportOptions(ctx=settings.ctx, max_seq_len=request.max_seq_len)
+    tokenizer_dir = (
+        Path(request.tokenizer) if request.tokenizer and not request.random_weights else source.path
+    )
+    runtime_md = metadata.derive(source.path, tokenizer_dir, config)
+    weights = _weights_bytes(source.path)
+    fsutil.ensure_free_disk(cache.cache_root(), 3 * weights, "the intermediate checkpoints")
+    fsutil.ensure_free_disk(out.parent, weights, "the exported program")
+
+    stages = _Stages(request.use_cache)
+    versions = hostinfo.versions()
+    source_key = cache.stage_key("source", fingerprint=cache.directory_fingerprint(source.path))
+
+    untie_key = cache.stage_key("untie", input=source_key, v=PIPELINE_VERSION)
+    untied_dir, untie_result = stages.run(
+        "untie", untie_key, "embedding / lm_head", lambda p: _untie(source.path, p)
+    )
+    untied_dir = Path(untie_result["path"])
+
+    quant_result: dict[str, Any] | None = None
+    if scheme.quantized:
+        quant_key = cache.stage_key(
+            "quantize",
+            input=untie_key,
+            scheme=settings.scheme,
+            group=options.group_size,
+            hqq=options.hqq,
+            overrides=[(o.pattern, o.scheme) for o in settings.overrides],
+            torchao=versions["torchao"],
+            v=PIPELINE_VERSION,
+        )
+        quant_dir, quant_result = stages.run(
+            "quantize",
+            quant_key,
+            f"{settings.scheme} (group {options.group_size}{', HQQ' if options.hqq else ''})",
+            lambda p: _quantize(untied_dir, p, settings, options),
+        )
+        convert_input, convert_input_key = quant_dir, quant_key
+    else:
+        convert_input, convert_input_key = untied_dir, untie_key
+
+    convert_key = cache.stage_key(
+        "convert", input=convert_input_key, family=family.name, v=PIPELINE_VERSION
+    )
+    converted_dir, convert_result = stages.run(
+        "convert",
+        convert_key,
+        f"{family.name} keys -> ExecuTorch llama layout",
+        lambda p: _convert(convert_input, p),
+    )
+
+    methods = runtime_md.pte_constant_methods()
+    threshold = request.min_sqnr_db if request.min_sqnr_db is not None else scheme.min_sqnr_db
+    export_key = cache.stage_key(
+        "export",
+        input=convert_key,
+        ctx=export_options.ctx,
+        seq=export_options.seq_len,
+        methods=methods,
+        executorch=versions["executorch"],
+        torch=versions["torch"],
+        threshold=threshold,
+        v=PIPELINE_VERSION,
+    )
+    reference_dir = convert_input if scheme.quantized else untied_dir
+    reference_name = (
+        f"eager {settings.scheme} model (transformers + torchao)"
+        if scheme.quantized
+        else "transformers fp32 model"
+    )
+    program_dir, export_result = stages.run(
+        "export",
+        export_key,
+        f"XNNPACK, ctx {export_options.ctx}, KV cache + custom SDPA",
+        lambda p: _export_and_verify(
+            converted_dir,
+            p,
+            export_options,
+            methods,
+            reference_dir,
+            tokenizer_dir,
+            reference_name,
+            threshold,
+            runtime_md,
+        ),
+    )
+    manifest = _assemble(
+        out,
+        request,
+        source,
+        config,
+        family.name,
+        settings,
+        export_options,
+        runtime_md,
+        quant_result,
+        convert_result,
+        export_result,
+        program_dir,
+        tokenizer_dir,
+        stages.records,
+    )
+    return out, manifest
+
+
+def _weights_bytes(directory: Path) -> int:
+    from mobq.checkpoint import checkpoint_bytes
+
+    try:
+        return checkpoint_bytes(directory)
+    except Exception:  # unreadable weights surface with a clear error in the first stage
+        return 0
+
+
+def _untie(model_dir: Path, out: Path) -> dict[str, Any]:
+    result = untie_stage.run(model_dir, out)
+    data = result.to_dict()
+    data["_note"] = (
+        "lm_head now has its own weight" if result.was_tied else "not tied: nothing to do"
+    )
+    return data
+
+
+def _quantize(
+    model_dir: Path, out: Path, settings: Settings, options: QuantOptions
+) -> dict[str, Any]:
+    result = quantize_stage.run(model_dir, out, settings.scheme, options, settings.overrides)
+    data = result.to_dict()
+    data["_note"] = f"{result.bytes_in / 1e6:.1f} MB -> {result.bytes_out / 1e6:.1f} MB"
+    return data
+
+
+def _convert(model_dir: Path, out: Path) -> dict[str, Any]:
+    result = convert_stage.run(model_dir, out)
+    data = result.to_dict()
+    data["_note"] = f"{result.tensors} tensors, params.json derived"
+    return data
+
+
+def _export_and_verify(
+    converted_dir: Path,
+    out: Path,
+    options: export_stage.ExportOptions,
+    methods: dict[str, Any],
+    reference_dir: Path,
+    tokenizer_dir: Path,
+    reference_name: str,
+    threshold: float,
+    runtime_md: metadata.RuntimeMetadata,
+) -> dict[str, Any]:
+    """Export and verify as one cached unit: a cached program is always a verified one."""
+    out.mkdir(parents=True, exist_ok=True)
+    pte = out / "model.pte"
+    exported = export_stage.run(converted_dir, pte, options, methods)
+    try:
+        with progress.stage("verify", reference_name):
+            result = verify_stage.run(
+                pte,
+                reference_dir,
+                tokenizer_dir,
+                reference_name=reference_name,
+                threshold_db=threshold,
+                prompt_format=runtime_md.prompt_format,
+                bos_id=runtime_md.bos_id if runtime_md.add_bos else None,
+                max_prefill=options.seq_len - 1,
+                ctx=options.ctx,
+            )
+            progress.info(
+                f"logit SQNR min {result.sqnr_db_min:.1f} dB / mean {result.sqnr_db_mean:.1f} dB, "
+                f"top-1 agreement {result.top1_agreement:.0%}, runner generated {result.runner_tokens} tokens"
+            )
+        verify_stage.require_pass(result)
+    except BaseException:
+        fsutil.remove(out)
+        raise
+    return {
+        **exported.to_dict(),
+        "pte": str(pte),
+        "verification": result.to_dict(),
+        "_note": f"{exported.bytes / 1e6:.1f} MB, verified",
+    }
+
+
+def _assemble(
+    out: Path,
+    request: ExportRequest,
+    source: Source,
+    config: Any,
+    family: str,
+    settings: Settings,
+    options: export_stage.ExportOptions,
+    runtime_md: metadata.RuntimeMetadata,
+    quant_result: dict[str, Any] | None,
+    convert_result: dict[str, Any],
+    export_result: dict[str, Any],
+    program_dir: Path,
+    tokenizer_dir: Path,
+    records: list[StageRecord],
+) -> Manifest:
+    params = convert_result["params"]
+    with fsutil.atomic_path(out, is_dir=True) as tmp:
+        fsutil.link_or_copy(program_dir / "model.pte", tmp / "model.pte")
+        files = [file_entry(tmp, "model.pte", "program")]
+        for name in TOKENIZER_FILES:
+            if (Path(tokenizer_dir) / name).is_file():
+                shutil.copyfile(Path(tokenizer_dir) / name, tmp / name)
+                files.append(file_entry(tmp, name, name.rsplit(".", 1)[0]))
+        fmt = runtime_md.prompt_format
+        manifest = Manifest(
+            mobq_version=hostinfo.versions()["mobq"],
+            model=ModelInfo(
+                name=source.display_name,
+                family=family,
+                architecture=(getattr(config, "architectures", None) or ["?"])[0],
+                source=source.describe(),
+                params=params,
+                parameters=_parameter_count(params),
+            ),
+            export=ExportInfo(
+                scheme=settings.scheme,
+                group_size=settings.group_size,
+                hqq=settings.hqq,
+                overrides=[
+                    {"pattern": o.pattern, "scheme": o.scheme, "origin": o.origin}
+                    for o in settings.overrides
+                ],
+                ctx=options.ctx,
+                max_seq_len=options.seq_len,
+                provenance=settings.provenance,
+            ),
+            runtime=RuntimeInfo(
+                bos_id=runtime_md.bos_id,
+                bos_token=runtime_md.bos_token,
+                add_bos=runtime_md.add_bos,
+                eos_ids=runtime_md.eos_ids,
+                eos_tokens=runtime_md.eos_tokens,
+                vocab_size=runtime_md.vocab_size,
+                tokenizer_vocab_size=runtime_md.tokenizer_vocab_size,
+                max_context_len=options.ctx,
+                max_seq_len=options.seq_len,
+                chat_format=ChatFormat(**fmt.__dict__) if fmt else None,
+                chat_template=runtime_md.chat_template,
+                provenance=runtime_md.provenance,
+            ),
+            quantization=quant_result,
+            verification=export_result["verification"],
+            files=files,
+            stages=records,
+            versions=hostinfo.versions(),
+            host=hostinfo.host(),
+        )
+        manifest.write(tmp)
+    return manifest
+
+
+def _parameter_count(params: dict[str, Any]) -> int:
+    dim, layers, vocab = params["dim"], params["n_layers"], params["vocab_size"]
+    head_dim, heads, kv = params["head_dim"], params["n_heads"], params["n_kv_heads"]
+    attention = dim * head_dim * (heads + 2 * kv) + heads * head_dim * dim
+    mlp = 3 * dim * params["hidden_dim"]
+    return layers * (attention + mlp) + 2 * vocab * dim

@@ -1,0 +1,108 @@
+"""Progress reporting that stage code can call without knowing who is watching.
+
+Stages call `step(...)` / `task(...)`; the CLI installs a rich reporter that shows the
+stage, the step, elapsed time and an ETA on stderr. Tests and Ray workers keep the silent one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+
+class Reporter(Protocol):
+    def stage_start(self, name: str, detail: str) -> None: ...
+
+    def stage_end(self, name: str, seconds: float, note: str) -> None: ...
+
+    def info(self, message: str) -> None: ...
+
+    def task(
+        self, description: str, total: int | None
+    ) -> contextlib.AbstractContextManager[Callable[[int], None]]: ...
+
+
+class SilentReporter:
+    def stage_start(self, name: str, detail: str) -> None:
+        pass
+
+    def stage_end(self, name: str, seconds: float, note: str) -> None:
+        pass
+
+    def info(self, message: str) -> None:
+        pass
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+        yield lambda n=1: None
+
+
+class RichReporter:
+    """Stage lines plus a live bar (M/N, elapsed, ETA) for stages that know their step count."""
+
+    def __init__(self) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False)
+
+    def stage_start(self, name: str, detail: str) -> None:
+        self.console.print(f"[bold cyan]▶ {name}[/] {detail}")
+
+    def stage_end(self, name: str, seconds: float, note: str) -> None:
+        suffix = f" — {note}" if note else ""
+        self.console.print(f"[green]✓ {name}[/] {seconds:.1f}s{suffix}")
+
+    def info(self, message: str) -> None:
+        self.console.print(f"  {message}")
+
+    @contextlib.contextmanager
+    def task(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        columns = [SpinnerColumn(), TextColumn("  {task.description}")]
+        if total:
+            columns += [BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+        columns.append(TimeElapsedColumn())
+        with Progress(*columns, console=self.console, transient=True) as bar:
+            task_id = bar.add_task(description, total=total)
+            yield lambda n=1: bar.advance(task_id, n)
+
+
+_reporter: Reporter = SilentReporter()
+
+
+def set_reporter(reporter: Reporter) -> None:
+    global _reporter
+    _reporter = reporter
+
+
+def reporter() -> Reporter:
+    return _reporter
+
+
+@contextlib.contextmanager
+def stage(name: str, detail: str = "") -> Iterator[dict[str, str]]:
+    """Announce a stage; the caller may set result['note'] to say what it produced."""
+    result: dict[str, str] = {"note": ""}
+    _reporter.stage_start(name, detail)
+    start = time.perf_counter()
+    yield result
+    _reporter.stage_end(name, time.perf_counter() - start, result["note"])
+
+
+def task(description: str, total: int | None = None):
+    return _reporter.task(description, total)
+
+
+def info(message: str) -> None:
+    _reporter.info(message)

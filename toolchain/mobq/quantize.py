@@ -1,0 +1,260 @@
+"""Stage `quantize`: torchao quantization exactly as the model cards do it, streamed.
+
+Each weight is read, quantized and written before the next is read, so peak memory is one
+tensor plus one output shard — never the whole model in fp32. The result is a Hugging Face
+checkpoint (torchao safetensors + `quantization_config`) that transformers loads back.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mobq import fsutil, progress
+from mobq.checkpoint import CheckpointReader, CheckpointWriter, checkpoint_bytes
+from mobq.errors import InputError
+from mobq.families import family_for_config
+from mobq.schemes import (
+    MODULE_SCHEMES,
+    QuantOptions,
+    Scheme,
+    check_module_scheme_name,
+    check_scheme_name,
+)
+from mobq.source import load_config
+from mobq.untie import copy_side_files, is_tied
+
+
+@dataclass(frozen=True)
+class Override:
+    """Modules whose name fully matches `pattern` get module scheme `scheme`."""
+
+    pattern: str
+    scheme: str
+    origin: str = "cli"
+
+    @classmethod
+    def parse(cls, text: str, origin: str = "cli") -> Override:
+        if "=" not in text:
+            raise InputError(f"--override must look like PATTERN=SCHEME, got {text!r}")
+        pattern, scheme = text.rsplit("=", 1)
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise InputError(f"--override pattern {pattern!r} is not a valid regex: {exc}") from exc
+        check_module_scheme_name(scheme)
+        return cls(pattern, scheme, origin)
+
+
+@dataclass
+class QuantPlan:
+    """module name -> (kind, module scheme); `skipped` says why a module stays float."""
+
+    modules: dict[str, tuple[str, str]] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+    def scheme_of(self, module: str) -> str | None:
+        entry = self.modules.get(module)
+        return entry[1] if entry and entry[1] != "none" else None
+
+    def summary(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for kind, scheme in self.modules.values():
+            key = f"{kind}:{scheme}"
+            counts[key] = counts.get(key, 0) + 1
+        return dict(sorted(counts.items()))
+
+
+def quantizable_modules(config: Any) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """Linear and Embedding modules of the transformers model, built on the meta device."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+    found: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            found[name] = ("linear", tuple(module.weight.shape))
+        elif isinstance(module, torch.nn.Embedding):
+            found[name] = ("embedding", tuple(module.weight.shape))
+    return found
+
+
+def make_plan(
+    modules: dict[str, tuple[str, tuple[int, ...]]],
+    scheme: Scheme,
+    options: QuantOptions,
+    overrides: list[Override],
+) -> QuantPlan:
+    plan = QuantPlan()
+    for name, (kind, shape) in modules.items():
+        chosen = scheme.linear if kind == "linear" else scheme.embedding
+        for override in overrides:
+            if re.fullmatch(override.pattern, name):
+                chosen = override.scheme
+                module_scheme = MODULE_SCHEMES[chosen]
+                if kind not in module_scheme.kinds:
+                    raise InputError(
+                        f"override {override.pattern}={chosen} ({override.origin}) matches {kind} "
+                        f"module '{name}', but {chosen} applies to {', '.join(sorted(module_scheme.kinds))} only"
+                    )
+                break
+        if chosen is None or chosen == "none":
+            plan.modules[name] = (kind, "none")
+            continue
+        group = MODULE_SCHEMES[chosen].group_size(options)
+        if group and shape[1] % group:
+            plan.modules[name] = (kind, "none")
+            plan.skipped[name] = f"in_features {shape[1]} not divisible by group size {group}"
+            continue
+        plan.modules[name] = (kind, chosen)
+    return plan
+
+
+def quantize_weight(kind: str, weight: torch.Tensor, config: Any) -> torch.Tensor:
+    """One weight through torchao's quantize_, via a throwaway module of the right type."""
+    from torchao.quantization import quantize_
+
+    weight = weight.to(torch.float32)
+    if kind == "linear":
+        module: torch.nn.Module = torch.nn.Linear(
+            weight.shape[1], weight.shape[0], bias=False, device="meta"
+        )
+    else:
+        module = torch.nn.Embedding(weight.shape[0], weight.shape[1], device="meta")
+    module.weight = torch.nn.Parameter(weight, requires_grad=False)
+    quantize_(module, config, filter_fn=lambda *_: True)
+    return module.weight.detach()
+
+
+def collapse_plan(plan: QuantPlan, options: QuantOptions) -> dict[str, Any]:
+    """The plan as torchao FqnToConfig entries: per-layer names folded into `re:` patterns."""
+    by_template: dict[str, set[str]] = {}
+    names_of: dict[str, list[str]] = {}
+    for name in plan.modules:
+        template = re.sub(r"\.\d+\.", ".{L}.", name)
+        scheme = plan.scheme_of(name) or "none"
+        by_template.setdefault(template, set()).add(scheme)
+        names_of.setdefault(template, []).append(name)
+    entries: dict[str, Any] = {}
+    for template, schemes in by_template.items():
+        if len(schemes) == 1:
+            (scheme,) = schemes
+            if scheme == "none":
+                continue
+            key = (
+                template
+                if "{L}" not in template
+                else "re:" + re.escape(template).replace(re.escape("{L}"), r"\d+")
+            )
+            entries[key] = MODULE_SCHEMES[scheme].torchao_config(options)
+        else:
+            for name in names_of[template]:
+                scheme = plan.scheme_of(name)
+                if scheme:
+                    entries[name] = MODULE_SCHEMES[scheme].torchao_config(options)
+    return entries
+
+
+def torchao_quantization_config(plan: QuantPlan, options: QuantOptions) -> dict[str, Any]:
+    """transformers' `quantization_config` for config.json, so from_pretrained loads it back."""
+    from torchao.quantization import FqnToConfig
+    from transformers import TorchAoConfig
+
+    fqn_config = FqnToConfig(collapse_plan(plan, options))
+    return TorchAoConfig(
+        quant_type=fqn_config, include_input_output_embeddings=True, modules_to_not_convert=[]
+    ).to_dict()
+
+
+@dataclass(frozen=True)
+class QuantizeResult:
+    path: Path
+    scheme: str
+    options: QuantOptions
+    plan_summary: dict[str, int]
+    skipped: dict[str, str]
+    overrides: list[dict[str, str]]
+    quantization_config: dict[str, Any]
+    bytes_in: int
+    bytes_out: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "scheme": self.scheme,
+            "group_size": self.options.group_size,
+            "hqq": self.options.hqq,
+            "modules": self.plan_summary,
+            "skipped": self.skipped,
+            "overrides": self.overrides,
+            "torchao_config": self.quantization_config,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+        }
+
+
+def run(
+    model_dir: Path,
+    out_dir: Path,
+    scheme_name: str,
+    options: QuantOptions | None = None,
+    overrides: list[Override] | None = None,
+) -> QuantizeResult:
+    options = options or QuantOptions()
+    overrides = overrides or []
+    scheme = check_scheme_name(scheme_name)
+    config = load_config(model_dir)
+    family = family_for_config(config, f"{model_dir}/config.json")
+    modules = quantizable_modules(config)
+    plan = make_plan(modules, scheme, options, overrides)
+    for name, why in plan.skipped.items():
+        progress.info(f"[yellow]kept in float[/]: {name} ({why})")
+    configs = {
+        name: MODULE_SCHEMES[s].torchao_config(options)
+        for name, (_, s) in plan.modules.items()
+        if s != "none"
+    }
+    with CheckpointReader(model_dir) as reader:
+        if is_tied(config, reader, family.lm_head_key):
+            raise InputError(
+                f"{model_dir} has tied embeddings; run `mobq untie` first (export does it for you)"
+            )
+        bytes_in = checkpoint_bytes(model_dir)
+        fsutil.ensure_free_disk(Path(out_dir).parent, bytes_in // 2, "the quantized checkpoint")
+        with fsutil.atomic_path(Path(out_dir), is_dir=True) as tmp:
+            writer = CheckpointWriter(tmp)
+            with progress.task(f"quantizing to {scheme_name}", total=len(reader.names)) as advance:
+                for name in reader.names:
+                    module = name.rsplit(".", 1)[0]
+                    tensor = reader.get(name)
+                    if name.endswith(".weight") and module in configs:
+                        tensor = quantize_weight(modules[module][0], tensor, configs[module])
+                    writer.add(name, tensor)
+                    del tensor
+                    advance(1)
+            writer.close()
+            quant_config = torchao_quantization_config(plan, options)
+            raw = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+            raw["quantization_config"] = quant_config
+            (tmp / "config.json").write_text(json.dumps(raw, indent=2))
+            copy_side_files(Path(model_dir), tmp)
+            bytes_out = writer.total_bytes
+    return QuantizeResult(
+        path=Path(out_dir),
+        scheme=scheme_name,
+        options=options,
+        plan_summary=plan.summary(),
+        skipped=plan.skipped,
+        overrides=[
+            {"pattern": o.pattern, "scheme": o.scheme, "origin": o.origin} for o in overrides
+        ],
+        quantization_config=quant_config,
+        bytes_in=bytes_in,
+        bytes_out=bytes_out,
+    )

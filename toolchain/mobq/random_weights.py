@@ -1,0 +1,148 @@
+"""Full-size random-weight checkpoints from a recipe's architecture snapshot, fully offline.
+
+Speed and memory do not depend on weight values, so benchmarks can run at full size without
+downloading anything. Tensors are generated one at a time in bf16 and streamed into shards:
+no fp32 copy of the model ever exists.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mobq import fsutil, progress
+from mobq.cache import cache_root, stage_key
+from mobq.checkpoint import CheckpointWriter
+from mobq.recipes import Recipe
+from mobq.source import TOKENIZER_FILES
+
+INIT_STD = 0.02
+ROWS_PER_CHUNK = 4096
+
+
+def parameter_shapes(config: Any) -> dict[str, tuple[int, ...]]:
+    """Checkpoint tensor names and shapes, from the transformers model built on meta."""
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config, trust_remote_code=False)
+    shapes = {name: tuple(t.shape) for name, t in model.state_dict().items()}
+    tied = bool(getattr(config, "tie_word_embeddings", False))
+    if tied:
+        for name in [n for n in shapes if n.endswith("lm_head.weight")]:
+            shapes.pop(name)
+    return shapes
+
+
+def random_tensor(name: str, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    if len(shape) == 1:
+        if name.endswith("bias"):
+            return torch.zeros(shape, dtype=torch.bfloat16)
+        return (1.0 + 0.1 * torch.randn(shape, generator=generator)).to(torch.bfloat16)
+    out = torch.empty(shape, dtype=torch.bfloat16)
+    rows = out.view(shape[0], -1)
+    for start in range(0, shape[0], ROWS_PER_CHUNK):
+        block = rows[start : start + ROWS_PER_CHUNK]
+        block.copy_(torch.randn(block.shape, generator=generator) * INIT_STD)
+    return out
+
+
+def build(
+    recipe: Recipe, out_dir: Path, *, seed: int = 0, tokenizer_dir: Path | None = None
+) -> Path:
+    from transformers import AutoConfig
+
+    architecture = {**recipe.architecture, "dtype": "bfloat16"}
+    config = AutoConfig.for_model(**architecture)
+    shapes = parameter_shapes(config)
+    with fsutil.atomic_path(Path(out_dir), is_dir=True) as tmp:
+        (tmp / "config.json").write_text(json.dumps(architecture, indent=2))
+        writer = CheckpointWriter(tmp)
+        generator = torch.Generator().manual_seed(seed)
+        with progress.task(f"random weights for {recipe.name}", total=len(shapes)) as advance:
+            for name, shape in shapes.items():
+                writer.add(name, random_tensor(name, shape, generator))
+                advance(1)
+        writer.close()
+        _add_tokenizer(recipe, tmp, tokenizer_dir)
+    return Path(out_dir)
+
+
+def _add_tokenizer(recipe: Recipe, directory: Path, tokenizer_dir: Path | None) -> None:
+    """The given tokenizer, else the real one if the hub cache has it, else a synthetic one."""
+    source = tokenizer_dir or _cached_hub_tokenizer(recipe)
+    if source is None:
+        from mobq.tinylm import build_tokenizer
+
+        progress.info("no tokenizer of this model offline: using mobq's synthetic ChatML tokenizer")
+        source = build_tokenizer(directory / "_tokenizer")
+        ids = _special_ids(source)
+        eos = [ids["<|im_end|>"], ids["<|endoftext|>"]]
+        (directory / "generation_config.json").write_text(
+            json.dumps({"eos_token_id": eos}, indent=2)
+        )
+        # The snapshot's token ids belong to the real tokenizer, not this one.
+        config = json.loads((directory / "config.json").read_text())
+        config.update(eos_token_id=eos[0], bos_token_id=eos[1], pad_token_id=eos[1])
+        (directory / "config.json").write_text(json.dumps(config, indent=2))
+    for name in (*TOKENIZER_FILES, "generation_config.json"):
+        if (Path(source) / name).is_file() and not (directory / name).exists():
+            shutil.copyfile(Path(source) / name, directory / name)
+    fsutil.remove(directory / "_tokenizer")
+
+
+def _special_ids(tokenizer_dir: Path) -> dict[str, int]:
+    from mobq.tinylm import tokenizer_special_ids
+
+    return tokenizer_special_ids(tokenizer_dir)
+
+
+def _cached_hub_tokenizer(recipe: Recipe) -> Path | None:
+    from huggingface_hub import snapshot_download
+
+    try:
+        path = Path(
+            snapshot_download(
+                recipe.hub_id,
+                revision=recipe.revision,
+                allow_patterns=[*TOKENIZER_FILES, "generation_config.json"],
+                local_files_only=True,
+            )
+        )
+    except Exception:  # not cached: fall back to the synthetic tokenizer
+        return None
+    return path if (path / "tokenizer.json").is_file() else None
+
+
+def cached_build(recipe: Recipe, *, seed: int = 0, tokenizer_dir: Path | None = None) -> Path:
+    """Build once per (architecture, seed, tokenizer) and reuse."""
+    key = stage_key(
+        "random-weights",
+        architecture=recipe.architecture,
+        seed=seed,
+        tokenizer=str(tokenizer_dir) if tokenizer_dir else None,
+        version=1,
+    )
+    directory = cache_root() / "random" / f"{recipe.name}-{key[:16]}"
+    if (directory / "config.json").is_file():
+        return directory
+    needed = _estimated_bytes(recipe)
+    fsutil.ensure_free_disk(directory.parent, needed, f"random weights of {recipe.name}")
+    return build(recipe, directory, seed=seed, tokenizer_dir=tokenizer_dir)
+
+
+def _estimated_bytes(recipe: Recipe) -> int:
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model(**recipe.architecture)
+    total = 0
+    for shape in parameter_shapes(config).values():
+        count = 1
+        for dim in shape:
+            count *= dim
+        total += count
+    return total * 2

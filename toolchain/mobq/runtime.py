@@ -1,0 +1,126 @@
+"""The ExecuTorch runtime as the apps use it: programs, methods and the stock TextLLMRunner."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from mobq.errors import InputError
+
+PTE_MAGIC_OFFSET = 4
+PTE_MAGIC = b"ET"
+
+
+@cache
+def load_ops() -> None:
+    """Register the custom SDPA and quantized kernels a mobq .pte uses (once per process)."""
+    with quiet_native_logs():  # the native libraries log cpuinfo probing when they load
+        import executorch.kernels.quantized  # noqa: F401
+        from executorch.extension.llm.custom_ops import custom_ops  # noqa: F401
+
+
+def check_pte(path: Path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"no such program: {path}")
+    with open(path, "rb") as handle:
+        header = handle.read(8)
+    if len(header) < 8 or header[PTE_MAGIC_OFFSET : PTE_MAGIC_OFFSET + 2] != PTE_MAGIC:
+        raise InputError(
+            f"{path} is not an ExecuTorch program (.pte): its header is wrong; re-export it"
+        )
+    return path
+
+
+_real_stdout_fd: int | None = None
+
+
+@contextlib.contextmanager
+def quiet_native_logs() -> Iterator[None]:
+    """Hide the C++ runtime's own printing (cpuinfo chatter, echoed tokens, stats lines).
+
+    Output mobq means to show goes through `write_stdout`, which reaches the real stdout
+    while the native side is silenced. MOBQ_DEBUG=1 keeps everything visible.
+    """
+    global _real_stdout_fd
+    if os.environ.get("MOBQ_DEBUG") or _real_stdout_fd is not None:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.dup2(devnull, 2)
+    _real_stdout_fd = saved_out
+    try:
+        yield
+    finally:
+        _flush_c_stdio()
+        os.dup2(saved_out, 1)
+        os.dup2(saved_err, 2)
+        for fd in (devnull, saved_out, saved_err):
+            os.close(fd)
+        _real_stdout_fd = None
+
+
+def _flush_c_stdio() -> None:
+    """Flush libc's buffers so the runner's printf output lands in /dev/null, not later."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).fflush(None)
+
+
+def write_stdout(text: str) -> None:
+    """Write to the user's terminal even while native output is silenced."""
+    if _real_stdout_fd is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        os.write(_real_stdout_fd, text.encode("utf-8", errors="replace"))
+
+
+def load_program(path: Path) -> Any:
+    from executorch.runtime import Runtime
+
+    load_ops()
+    check_pte(path)
+    try:
+        with quiet_native_logs():
+            return Runtime.get().load_program(str(path))
+    except (RuntimeError, ValueError) as exc:
+        raise InputError(
+            f"{path} could not be loaded by the ExecuTorch runtime (corrupt?): {exc}"
+        ) from exc
+
+
+def read_constant_methods(program: Any) -> dict[str, Any]:
+    """Metadata methods (get_eos_ids, get_max_context_len, ...) of a loaded program."""
+    values: dict[str, Any] = {}
+    for name in sorted(program.method_names):
+        if name == "forward":
+            continue
+        result = program.load_method(name).execute([])
+        values[name] = list(result) if len(result) != 1 or name == "get_eos_ids" else result[0]
+    return values
+
+
+def text_runner(pte: Path, tokenizer_json: Path) -> Any:
+    """ExecuTorch's stock TextLLMRunner: the C++ runner the iOS and Android apps link."""
+    with quiet_native_logs():  # the tokenizer library announces itself on stderr at import
+        from executorch.extension.llm.runner import TextLLMRunner
+    load_ops()
+    check_pte(pte)
+    if not Path(tokenizer_json).is_file():
+        raise InputError(f"missing tokenizer: {tokenizer_json}")
+    try:
+        with quiet_native_logs():
+            return TextLLMRunner(str(pte), str(tokenizer_json))
+    except RuntimeError as exc:
+        raise InputError(f"ExecuTorch's runner could not load {pte}: {exc}") from exc

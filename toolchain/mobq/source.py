@@ -1,0 +1,153 @@
+"""Resolving what the user named (recipe, hub id, local directory) into a local HF directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from mobq.errors import CheckpointError, ModelNotFound, UnsupportedModel
+from mobq.recipes import Recipe, all_recipes, find_recipe_for_hub_id, get_recipe, suggest
+
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+# Only what an export needs: no pickled weights, no ONNX/GGUF copies.
+HUB_PATTERNS = [
+    "*.json",
+    "*.safetensors",
+    "tokenizer*",
+    "*.model",
+    "*.tiktoken",
+    "*.jinja",
+]
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "tokenizer.model",
+)
+
+SourceKind = Literal["recipe", "hub", "local", "random"]
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: SourceKind
+    ref: str
+    path: Path
+    recipe: Recipe | None = None
+    hub_id: str | None = None
+    revision: str | None = None
+
+    @property
+    def display_name(self) -> str:
+        if self.recipe is not None:
+            return self.recipe.name
+        if self.hub_id:
+            return self.hub_id.split("/")[-1].lower()
+        return self.path.name.lower()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "ref": self.ref,
+            "recipe": self.recipe.name if self.recipe else None,
+            "hub_id": self.hub_id,
+            "revision": self.revision,
+            "path": str(self.path),
+        }
+
+
+def resolve(ref: str, *, revision: str | None = None) -> Source:
+    """A recipe name, a hub id or a local directory -> a local directory with config.json."""
+    path = Path(ref).expanduser()
+    if path.exists() or ref.startswith((".", "/", "~")):
+        return _local(ref, path)
+    if ref in all_recipes():
+        recipe = get_recipe(ref)
+        local = download(recipe.hub_id, revision or recipe.revision)
+        return Source("recipe", ref, local, recipe, recipe.hub_id, revision or recipe.revision)
+    if HUB_ID.match(ref):
+        local = download(ref, revision)
+        return Source("hub", ref, local, find_recipe_for_hub_id(ref), ref, revision)
+    raise ModelNotFound(
+        f"'{ref}' is neither a recipe, a hub id (org/name) nor an existing directory"
+        f"{suggest(ref, all_recipes())}; `mobq models` lists the recipes"
+    )
+
+
+def _local(ref: str, path: Path) -> Source:
+    if not path.exists():
+        raise ModelNotFound(f"no such directory: {path}")
+    if not path.is_dir():
+        raise ModelNotFound(
+            f"{path} is a file; pass the Hugging Face model directory that holds it"
+        )
+    if not (path / "config.json").is_file():
+        raise ModelNotFound(f"{path} has no config.json; pass a Hugging Face model directory")
+    return Source("local", ref, path.resolve())
+
+
+def download(hub_id: str, revision: str | None) -> Path:
+    """Fetch (or find in the cache) a hub snapshot; honours HF_HUB_OFFLINE."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        return Path(snapshot_download(hub_id, revision=revision, allow_patterns=HUB_PATTERNS))
+    except GatedRepoError as exc:
+        raise ModelNotFound(
+            f"{hub_id} is gated: accept its license on huggingface.co and set HF_TOKEN"
+        ) from exc
+    except RepositoryNotFoundError as exc:
+        raise ModelNotFound(
+            f"hub repository {hub_id} not found (or private without HF_TOKEN)"
+        ) from exc
+    except RevisionNotFoundError as exc:
+        raise ModelNotFound(f"revision {revision} of {hub_id} not found") from exc
+    except LocalEntryNotFoundError as exc:
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        why = "HF_HUB_OFFLINE is set" if offline else "the hub could not be reached"
+        raise ModelNotFound(
+            f"{hub_id} is not in the local Hugging Face cache and {why}; download it once online "
+            "or pass a local directory"
+        ) from exc
+    except OSError as exc:
+        raise ModelNotFound(f"could not download {hub_id}: {exc}") from exc
+
+
+def read_config_json(directory: Path) -> dict[str, Any]:
+    path = Path(directory) / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelNotFound(f"{directory} has no config.json") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def load_config(directory: Path) -> Any:
+    """The transformers config object (normalized rope settings etc.), never remote code."""
+    from transformers import AutoConfig
+
+    raw = read_config_json(directory)
+    if "model_type" not in raw:
+        raise UnsupportedModel(
+            f"{directory}/config.json has no model_type; is it a transformers model?"
+        )
+    try:
+        return AutoConfig.from_pretrained(str(directory), trust_remote_code=False)
+    except (ValueError, KeyError) as exc:
+        raise UnsupportedModel(
+            f"{directory}/config.json: transformers cannot read model_type "
+            f"'{raw.get('model_type')}': {' '.join(str(exc).split())[:200]}"
+        ) from exc

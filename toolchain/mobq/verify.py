@@ -1,0 +1,190 @@
+"""Stage `verify`: the .pte must agree with the eager model it came from, and run in the stock runner.
+
+Teacher-forced comparison: each prompt is prefilled in one call, then a few more tokens are
+decoded one at a time through the KV cache; every step's logits are compared with the eager
+model's logits for the same positions (SQNR and top-1 agreement).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mobq import progress
+from mobq.errors import VerificationFailed
+from mobq.metadata import PromptFormat, load_hf_tokenizer
+from mobq.runtime import load_program, quiet_native_logs, text_runner
+
+VERIFY_TEXTS = (
+    "Explain in two sentences why the sky looks blue during the day.",
+    "def fibonacci(n):\n    if n < 2:\n        return n\n    return fibonacci(n - 1) + fibonacci(n - 2)",
+    "Translate to French: the weather is lovely today, let us walk along the river.",
+)
+
+
+@dataclass
+class StepComparison:
+    prompt: int
+    position: int
+    sqnr_db: float
+    top1_match: bool
+
+
+@dataclass
+class VerifyResult:
+    reference: str
+    prompts: int
+    steps: int
+    sqnr_db_min: float
+    sqnr_db_mean: float
+    top1_agreement: float
+    threshold_db: float
+    passed: bool
+    runner_tokens: int
+    runner_text: str
+    comparisons: list[StepComparison] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("comparisons")
+        return data
+
+
+def sqnr_db(reference: torch.Tensor, other: torch.Tensor) -> float:
+    """Signal-to-quantization-noise ratio of `other` against `reference`, in dB."""
+    reference = reference.double().flatten()
+    noise = (reference - other.double().flatten()).pow(2).sum()
+    signal = reference.pow(2).sum()
+    if noise == 0:
+        return math.inf
+    return float(10 * torch.log10(signal / noise))
+
+
+def prompt_token_ids(
+    tokenizer_dir: Path, fmt: PromptFormat | None, add_bos_id: int | None
+) -> list[list[int]]:
+    tokenizer = load_hf_tokenizer(tokenizer_dir)
+    out = []
+    for text in VERIFY_TEXTS:
+        if fmt is not None:
+            ids = tokenizer.encode(fmt.render([("user", text)]), add_special_tokens=False).ids
+        else:
+            ids = tokenizer.encode(text, add_special_tokens=False).ids
+            if add_bos_id is not None:
+                ids = [add_bos_id, *ids]
+        out.append(ids)
+    return out
+
+
+def load_reference(model_dir: Path) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        str(model_dir), dtype=torch.float32, trust_remote_code=False
+    )
+    return model.eval()
+
+
+@torch.no_grad()
+def reference_logits(model: torch.nn.Module, ids: list[int]) -> torch.Tensor:
+    return model(torch.tensor([ids])).logits[0].float()
+
+
+def pte_step_logits(method: Any, prompt: list[int], decode: list[int]) -> list[torch.Tensor]:
+    """Logits after prefilling `prompt`, then after each token of `decode`, from the program."""
+    out = [method.execute([torch.tensor([prompt]), torch.tensor([0])])[0].reshape(-1)]
+    for offset, token in enumerate(decode):
+        position = len(prompt) + offset
+        out.append(
+            method.execute([torch.tensor([[token]]), torch.tensor([position])])[0].reshape(-1)
+        )
+    return out
+
+
+def run(
+    pte: Path,
+    reference_dir: Path,
+    tokenizer_dir: Path,
+    *,
+    reference_name: str,
+    threshold_db: float,
+    prompt_format: PromptFormat | None,
+    bos_id: int | None,
+    max_prefill: int,
+    ctx: int,
+    decode_steps: int = 4,
+) -> VerifyResult:
+    prompts = prompt_token_ids(tokenizer_dir, prompt_format, bos_id)
+    with progress.task(f"loading the reference ({reference_name})"):
+        reference = load_reference(reference_dir)
+    program = load_program(pte)
+    comparisons: list[StepComparison] = []
+    with (
+        progress.task("comparing logits with the eager model", total=len(prompts)) as advance,
+        quiet_native_logs(),
+    ):
+        method = program.load_method("forward")
+        for index, ids in enumerate(prompts):
+            limit = min(max_prefill, ctx - decode_steps)
+            prefill = ids[: max(1, min(len(ids) - decode_steps, limit))]
+            decode = ids[len(prefill) : len(prefill) + decode_steps]
+            ref = reference_logits(reference, prefill + decode)
+            got = pte_step_logits(method, prefill, decode)
+            for step, logits in enumerate(got):
+                position = len(prefill) - 1 + step
+                expected = ref[position]
+                comparisons.append(
+                    StepComparison(
+                        index,
+                        position,
+                        sqnr_db(expected, logits),
+                        bool(expected.argmax() == logits.argmax()),
+                    )
+                )
+            advance(1)
+    del reference
+    runner_tokens, runner_text = runner_smoke_test(pte, Path(tokenizer_dir) / "tokenizer.json")
+    values = [c.sqnr_db for c in comparisons]
+    finite = [v for v in values if math.isfinite(v)] or [200.0]
+    result = VerifyResult(
+        reference=reference_name,
+        prompts=len(prompts),
+        steps=len(comparisons),
+        sqnr_db_min=round(min(values), 2) if values else 0.0,
+        sqnr_db_mean=round(sum(finite) / len(finite), 2),
+        top1_agreement=round(sum(c.top1_match for c in comparisons) / len(comparisons), 4),
+        threshold_db=threshold_db,
+        passed=bool(values) and min(values) >= threshold_db and runner_tokens > 0,
+        runner_tokens=runner_tokens,
+        runner_text=runner_text,
+        comparisons=comparisons,
+    )
+    return result
+
+
+def runner_smoke_test(pte: Path, tokenizer_json: Path, max_new_tokens: int = 8) -> tuple[int, str]:
+    """Generate a few tokens with ExecuTorch's stock TextLLMRunner: the one the apps link."""
+    runner = text_runner(pte, tokenizer_json)
+    from executorch.extension.llm.runner import GenerationConfig
+
+    pieces: list[str] = []
+    config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, echo=False)
+    with quiet_native_logs():
+        runner.generate("Hello", config, token_callback=pieces.append)
+    return len(pieces), "".join(pieces)
+
+
+def require_pass(result: VerifyResult) -> None:
+    if result.passed:
+        return
+    if result.runner_tokens == 0:
+        raise VerificationFailed("the .pte produced no tokens in ExecuTorch's TextLLMRunner")
+    raise VerificationFailed(
+        f"the .pte disagrees with {result.reference}: logit SQNR {result.sqnr_db_min:.1f} dB "
+        f"(min over {result.steps} steps) is below the {result.threshold_db:.0f} dB gate; "
+        "no model.pte was written"
+    )
