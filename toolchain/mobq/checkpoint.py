@@ -69,7 +69,7 @@ class CheckpointReader:
                 is_plain = meta.get("_type") == "Tensor"
                 self._entries[name] = _Entry(file, None if is_plain else meta)
         else:
-            for name in handle:
+            for name in handle.keys():  # noqa: SIM118 (safe_open is not iterable)
                 self._entries[name] = _Entry(file, None)
 
     def _load_pickled(self) -> None:
@@ -139,7 +139,7 @@ def _unflatten_one(name: str, meta: dict[str, Any], handle: Any) -> torch.Tensor
         data[part] = handle.get_tensor(key)
     for part in meta.get("_optional_tensor_data_names", []) or []:
         key = f"{module}._{param}_{part}"
-        if key in handle:
+        if key in handle.keys():  # noqa: SIM118
             data[part] = handle.get_tensor(key)
     described = {**meta, "_data": {**meta["_data"], **data}}
     return object_from_dict(described)

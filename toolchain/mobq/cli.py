@@ -95,6 +95,14 @@ def cli(debug: bool, quiet: bool) -> None:
         progress.set_reporter(progress.RichReporter())
 
 
+def _console(stderr: bool = False) -> Any:
+    """Rich console; wide enough for tables when output is piped rather than a terminal."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 160, highlight=False)
+
+
 def _print_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2, default=str))
 
@@ -129,7 +137,6 @@ def models(as_json: bool) -> None:
     if as_json:
         _print_json(rows)
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title="mobq recipes (export_configs/)")
@@ -164,7 +171,7 @@ def models(as_json: bool) -> None:
             "yes" if row["tied"] else "no",
             f"{row['parameters_b']:.2f}B",
         )
-    Console().print(table)
+    _console().print(table)
 
 
 def _recipe_parameters(arch: dict[str, Any]) -> int:
@@ -242,10 +249,9 @@ def export(model: str, as_json: bool, no_cache: bool, **options: Any) -> None:
 
 
 def _print_export_summary(out: Path, manifest: Any) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = _console()
     verify = manifest.verification
     table = Table(title=f"{manifest.model.name} → {out}", show_header=False)
     table.add_column(style="bold")
@@ -384,16 +390,39 @@ def run(
     if as_json:
         _print_json({"text": result.text, "tokens": result.tokens, "stats": result.stats})
         return
-    click.echo()
+    write_stdout("\n")
     stats = result.stats
-    if stats.get("num_generated_tokens"):
-        decode_ms = max(stats["inference_end_ms"] - stats["prompt_eval_end_ms"], 1)
+    if stats.get("generated_tokens"):
         click.secho(
-            f"[{stats['num_prompt_tokens']} prompt tokens, {stats['num_generated_tokens']} generated, "
-            f"{1000 * (stats['num_generated_tokens'] - 1) / decode_ms:.1f} tok/s decode]",
+            f"[{stats['prompt_tokens']} prompt tokens, {stats['generated_tokens']} generated, "
+            f"prefill {stats['prefill_token_per_sec']:.0f} tok/s, decode {stats['decode_token_per_sec']:.1f} tok/s]",
             dim=True,
             err=True,
         )
+
+
+@cli.command()
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("exports/demo-qwen3-tiny-8da4w-ctx256"),
+              show_default=True, help="Where the demo export goes (replaced on each run).")
+@click.option("--prompt", "-p", default=None, help="The demo prompt.")
+def demo(out: Path, prompt: str | None) -> None:
+    """Build a tiny bundled model offline, export, verify, run and benchmark it."""
+    from mobq import demo as demo_mod
+    from mobq.run import generate
+    from mobq.runtime import write_stdout
+
+    console = _console(stderr=True)
+    export_dir = demo_mod.export_demo(out)
+    text = prompt or demo_mod.DEMO_PROMPT
+    console.print(f"\n[bold]mobq run {export_dir} --prompt {text!r}[/]")
+    result = generate(export_dir, text, max_new_tokens=64, on_token=write_stdout)
+    write_stdout("\n")
+    stats = result.stats
+    console.print(
+        f"[dim]{stats.get('prompt_tokens')} prompt tokens, {stats.get('generated_tokens')} generated; "
+        f"prefill {stats.get('prefill_token_per_sec', 0):.0f} tok/s, decode "
+        f"{stats.get('decode_token_per_sec', 0):.0f} tok/s (ExecuTorch TextLLMRunner, this host)[/]"
+    )
 
 
 def main() -> None:

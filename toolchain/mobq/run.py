@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from typing import Any
 
 from mobq.errors import InputError
 from mobq.manifest import Manifest, load_manifest
-from mobq.runtime import quiet_native_logs, text_runner
+from mobq.runtime import capture_runner_output, text_runner
 
 
 @dataclass
@@ -67,13 +68,7 @@ def generate(
     )
     from executorch.extension.llm.runner import GenerationConfig
 
-    pieces: list[str] = []
     stats: dict[str, Any] = {}
-
-    def token(piece: str) -> None:
-        pieces.append(piece)
-        if on_token is not None:
-            on_token(piece)
 
     def collect(result: Any) -> None:
         stats.update(json.loads(result.to_json_string()))
@@ -84,6 +79,42 @@ def generate(
         echo=False,
         num_bos=1 if raw and manifest.runtime.add_bos else 0,
     )
-    with quiet_native_logs():
-        runner.generate(text, config, token_callback=token, stats_callback=collect)
-    return Generation("".join(pieces), len(pieces), stats)
+    sink = None if on_token is None else _StreamSink(on_token, manifest.runtime.eos_tokens)
+    with capture_runner_output(sink.feed if sink else None) as output:
+        runner.generate(text, config, stats_callback=collect)
+    if sink is not None:
+        sink.close()
+    text_out = strip_stop_tokens(output.text(), manifest.runtime.eos_tokens)
+    return Generation(text_out, int(stats.get("generated_tokens", 0)), stats)
+
+
+class _StreamSink:
+    """Decodes streamed bytes and holds back a tail that may be the final eos piece."""
+
+    def __init__(self, on_token: Callable[[str], None], stop: list[str]) -> None:
+        self.on_token = on_token
+        self.stop = [s for s in stop if s]
+        self.hold = max((len(s) for s in self.stop), default=0)
+        self.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.pending = ""
+
+    def feed(self, data: bytes) -> None:
+        self.pending += self.decoder.decode(data)
+        if len(self.pending) > self.hold:
+            cut = len(self.pending) - self.hold
+            self.on_token(self.pending[:cut])
+            self.pending = self.pending[cut:]
+
+    def close(self) -> None:
+        self.pending += self.decoder.decode(b"", final=True)
+        rest = strip_stop_tokens(self.pending, self.stop)
+        if rest:
+            self.on_token(rest)
+
+
+def strip_stop_tokens(text: str, stop: list[str]) -> str:
+    """The runner prints the eos piece it stopped on; it is not part of the answer."""
+    for token in stop:
+        if token and text.endswith(token):
+            return text[: -len(token)]
+    return text

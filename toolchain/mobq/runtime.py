@@ -86,6 +86,99 @@ def write_stdout(text: str) -> None:
         os.write(_real_stdout_fd, text.encode("utf-8", errors="replace"))
 
 
+OBSERVER_MARKER = b"PyTorchObserver "
+
+
+class _TokenStream:
+    """The runner's stdout: token bytes, then its `PyTorchObserver {stats}` line.
+
+    ExecuTorch's Python binding hands token pieces over as `str`, which fails on a piece that
+    ends inside a multi-byte UTF-8 character (byte-level BPE splits them). The runner also
+    prints every piece to stdout as raw bytes, which concatenate into valid text; reading those
+    bytes through a pipe streams any language safely.
+    """
+
+    def __init__(self, forward: Any) -> None:
+        self.forward = forward
+        self.data = bytearray()
+        self._held = b""
+        self._done = False
+
+    def feed(self, chunk: bytes) -> None:
+        self.data += chunk
+        if self._done or self.forward is None:
+            return
+        pending = self._held + chunk
+        cut = pending.find(OBSERVER_MARKER)
+        if cut >= 0:
+            self._done = True
+            self._emit(pending[:cut].rstrip(b"\n"))
+            return
+        # Hold back a tail that could be the start of the marker (or of a trailing newline).
+        keep = _marker_prefix_len(pending)
+        self._emit(pending[: len(pending) - keep])
+        self._held = pending[len(pending) - keep :]
+
+    def _emit(self, data: bytes) -> None:
+        if data:
+            self.forward(data)
+
+    def text(self) -> str:
+        body = bytes(self.data)
+        cut = body.rfind(OBSERVER_MARKER)
+        if cut >= 0:
+            body = body[:cut].rstrip(b"\n")
+        return body.decode("utf-8", errors="replace")
+
+
+def _marker_prefix_len(data: bytes) -> int:
+    """Bytes at the end of `data` that may belong to the runner's closing lines."""
+    for size in range(min(len(OBSERVER_MARKER), len(data)), 0, -1):
+        if OBSERVER_MARKER.startswith(data[-size:]):
+            break
+    else:
+        size = 0
+    head = data[: len(data) - size]
+    # The runner prints newlines of its own before the stats line: hold any trailing run.
+    return size + len(head) - len(head.rstrip(b"\n"))
+
+
+@contextlib.contextmanager
+def capture_runner_output(forward: Any = None) -> Iterator[_TokenStream]:
+    """Route the runner's stdout through a pipe (tokens forwarded live) and silence its logs."""
+    import threading
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    stream = _TokenStream(forward)
+    read_fd, write_fd = os.pipe()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+
+    def pump() -> None:
+        while chunk := os.read(read_fd, 4096):
+            stream.feed(chunk)
+
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
+    os.dup2(write_fd, 1)
+    if not os.environ.get("MOBQ_DEBUG"):
+        os.dup2(devnull, 2)
+    global _real_stdout_fd
+    _real_stdout_fd = saved_out
+    try:
+        yield stream
+    finally:
+        _flush_c_stdio()
+        os.dup2(saved_out, 1)
+        os.dup2(saved_err, 2)
+        os.close(write_fd)
+        reader.join(timeout=10)
+        for fd in (read_fd, devnull, saved_out, saved_err):
+            os.close(fd)
+        _real_stdout_fd = None
+
+
 def load_program(path: Path) -> Any:
     from executorch.runtime import Runtime
 

@@ -34,6 +34,18 @@ def corpus_text() -> str:
     return resources.files("mobq").joinpath("data/corpus.txt").read_text(encoding="utf-8")
 
 
+def training_text(repeats: int = 4) -> str:
+    """The corpus plus its question/answer pairs as ChatML turns, so chat prompts get answers."""
+    import re
+
+    text = corpus_text()
+    pairs = re.findall(r"Question: (.*)\nAnswer: (.*)", text)
+    chats = "".join(
+        f"<|im_start|>user\n{q}<|im_end|>\n<|im_start|>assistant\n{a}<|im_end|>\n" for q, a in pairs
+    )
+    return text + chats * repeats
+
+
 def build_tokenizer(out_dir: Path, vocab_size: int = 1024) -> Path:
     """Byte-level BPE with ChatML specials, trained deterministically on the bundled corpus."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -148,7 +160,7 @@ def train_briefly(
     from transformers import AutoModelForCausalLM
 
     tok = Tokenizer.from_file(str(Path(tokenizer_dir) / "tokenizer.json"))
-    ids = torch.tensor(tok.encode(corpus_text()).ids)
+    ids = torch.tensor(tok.encode(training_text()).ids)
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)

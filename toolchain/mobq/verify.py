@@ -17,7 +17,7 @@ import torch
 from mobq import progress
 from mobq.errors import VerificationFailed
 from mobq.metadata import PromptFormat, load_hf_tokenizer
-from mobq.runtime import load_program, quiet_native_logs, text_runner
+from mobq.runtime import capture_runner_output, load_program, quiet_native_logs, text_runner
 
 VERIFY_TEXTS = (
     "Explain in two sentences why the sky looks blue during the day.",
@@ -171,11 +171,11 @@ def runner_smoke_test(pte: Path, tokenizer_json: Path, max_new_tokens: int = 8) 
     runner = text_runner(pte, tokenizer_json)
     from executorch.extension.llm.runner import GenerationConfig
 
-    pieces: list[str] = []
+    stats: list[Any] = []
     config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, echo=False)
-    with quiet_native_logs():
-        runner.generate("Hello", config, token_callback=pieces.append)
-    return len(pieces), "".join(pieces)
+    with capture_runner_output() as output:
+        runner.generate("Hello", config, stats_callback=stats.append)
+    return (stats[0].num_generated_tokens if stats else 0), output.text()
 
 
 def require_pass(result: VerifyResult) -> None:

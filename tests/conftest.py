@@ -1,0 +1,95 @@
+"""Shared fixtures: tiny random-weight models built from real architectures, exported once.
+
+Exports take 30-90 s each on 2 cores, so every model and export here is session-scoped and
+cached in a session-wide MOBQ_CACHE; tests only read them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+TOKENIZERS = SHARED / "fixtures" / "tokenizers"
+
+
+def shared_tokenizer(name: str) -> Path:
+    path = TOKENIZERS / name
+    if not (path / "tokenizer.json").is_file():
+        pytest.skip(f"real {name} tokenizer fixture not available ({path} is absent: ../shared is not checked out)")
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Caches and downloads go to a temp dir: tests never touch ~/.cache or the network."""
+    root = tmp_path_factory.mktemp("mobq-cache")
+    os.environ["MOBQ_CACHE"] = str(root)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_HOME"] = str(root / "hf")
+    return root
+
+
+def _tiny(tmp_path_factory: pytest.TempPathFactory, name: str, **spec: object) -> Path:
+    from mobq import tinylm
+    from mobq.recipes import get_recipe
+
+    architecture = get_recipe("qwen3-0.6b").architecture
+    out = tmp_path_factory.mktemp("models") / name
+    return tinylm.build_tiny_model(architecture, out, spec=tinylm.TinySpec(**spec))
+
+
+@pytest.fixture(scope="session")
+def tiny_tied(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen3 with tied embeddings, like Qwen3-0.6B and -4B."""
+    return _tiny(tmp_path_factory, "qwen3-tied", tie_word_embeddings=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_untied(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen3 with its own lm_head, like Qwen3-8B."""
+    return _tiny(tmp_path_factory, "qwen3-untied", tie_word_embeddings=False)
+
+
+def export(model: Path, out: Path, **options: object):
+    from mobq.pipeline import ExportRequest, export_model
+
+    return export_model(ExportRequest(model=str(model), out=out, ctx=options.pop("ctx", 96), **options))
+
+
+@pytest.fixture(scope="session")
+def export_tied_8da4w(tiny_tied: Path, tmp_path_factory: pytest.TempPathFactory):
+    return export(tiny_tied, tmp_path_factory.mktemp("exports") / "tied-8da4w", scheme="8da4w")
+
+
+@pytest.fixture(scope="session")
+def export_tied_fp32(tiny_tied: Path, tmp_path_factory: pytest.TempPathFactory):
+    return export(tiny_tied, tmp_path_factory.mktemp("exports") / "tied-fp32", scheme="fp32")
+
+
+@pytest.fixture(scope="session")
+def export_untied_8da4w(tiny_untied: Path, tmp_path_factory: pytest.TempPathFactory):
+    return export(tiny_untied, tmp_path_factory.mktemp("exports") / "untied-8da4w", scheme="8da4w")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_real_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Qwen3 with the real Qwen3 vocabulary and tokenizer, and Qwen3's generation_config."""
+    import json
+
+    tokenizer = shared_tokenizer("qwen3")
+    from mobq import tinylm
+    from mobq.recipes import get_recipe
+
+    architecture = get_recipe("qwen3-4b").architecture
+    out = tmp_path_factory.mktemp("models") / "qwen3-realtok"
+    spec = tinylm.TinySpec(vocab_size=architecture["vocab_size"], tie_word_embeddings=True)
+    tinylm.build_tiny_model(architecture, out, spec=spec, tokenizer_dir=tokenizer)
+    # Qwen3's own generation_config.json: the chat model stops on <|im_end|> and <|endoftext|>.
+    (out / "generation_config.json").write_text(
+        json.dumps({"bos_token_id": 151643, "eos_token_id": [151645, 151643], "pad_token_id": 151643})
+    )
+    return out
