@@ -19,7 +19,9 @@ TOKENIZERS = SHARED / "fixtures" / "tokenizers"
 def shared_tokenizer(name: str) -> Path:
     path = TOKENIZERS / name
     if not (path / "tokenizer.json").is_file():
-        pytest.skip(f"real {name} tokenizer fixture not available ({path} is absent: ../shared is not checked out)")
+        pytest.skip(
+            f"real {name} tokenizer fixture not available ({path} is absent: ../shared is not checked out)"
+        )
     return path
 
 
@@ -57,7 +59,9 @@ def tiny_untied(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def export(model: Path, out: Path, **options: object):
     from mobq.pipeline import ExportRequest, export_model
 
-    return export_model(ExportRequest(model=str(model), out=out, ctx=options.pop("ctx", 96), **options))
+    return export_model(
+        ExportRequest(model=str(model), out=out, ctx=options.pop("ctx", 96), **options)
+    )
 
 
 @pytest.fixture(scope="session")
@@ -90,6 +94,8 @@ def tiny_qwen3_real_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tinylm.build_tiny_model(architecture, out, spec=spec, tokenizer_dir=tokenizer)
     # Qwen3's own generation_config.json: the chat model stops on <|im_end|> and <|endoftext|>.
     (out / "generation_config.json").write_text(
-        json.dumps({"bos_token_id": 151643, "eos_token_id": [151645, 151643], "pad_token_id": 151643})
+        json.dumps(
+            {"bos_token_id": 151643, "eos_token_id": [151645, 151643], "pad_token_id": 151643}
+        )
     )
     return out

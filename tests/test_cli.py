@@ -55,7 +55,10 @@ def test_bad_export_input(args: tuple[str, ...], expected: str) -> None:
     assert_one_line_error(code, output, expected)
 
 
-@pytest.mark.parametrize(("ctx", "expected"), [("0", "positive"), ("-5", "positive"), ("100000", "max_position_embeddings")])
+@pytest.mark.parametrize(
+    ("ctx", "expected"),
+    [("0", "positive"), ("-5", "positive"), ("100000", "max_position_embeddings")],
+)
 def test_bad_ctx(tiny_tied: Path, tmp_path: Path, ctx: str, expected: str) -> None:
     code, output = invoke("export", str(tiny_tied), "--ctx", ctx, "--out", str(tmp_path / "o"))
     assert_one_line_error(code, output, expected)

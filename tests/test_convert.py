@@ -63,17 +63,23 @@ def _eager_agreement(model_dir: Path, converted: Path) -> list[float]:
 
     reference = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
     et_model = load_eager_model(converted, ExportOptions(ctx=64))
-    tokens = torch.randint(0, reference.config.vocab_size, (1, 20), generator=torch.Generator().manual_seed(0))
+    tokens = torch.randint(
+        0, reference.config.vocab_size, (1, 20), generator=torch.Generator().manual_seed(0)
+    )
     expected = reference(tokens).logits[0]
     prefill = et_model(tokens[:, :16], {"input_pos": torch.tensor([0])})[0]
     results = [sqnr_db(expected[15], prefill)]
     for position in range(16, 20):
-        step = et_model(tokens[:, position : position + 1], {"input_pos": torch.tensor([position])})[0]
+        step = et_model(
+            tokens[:, position : position + 1], {"input_pos": torch.tensor([position])}
+        )[0]
         results.append(sqnr_db(expected[position], step))
     return results
 
 
-def test_untied_model_matches_transformers_through_prefill_and_kv_cache(tiny_untied: Path, converted_untied: Path) -> None:
+def test_untied_model_matches_transformers_through_prefill_and_kv_cache(
+    tiny_untied: Path, converted_untied: Path
+) -> None:
     assert min(_eager_agreement(tiny_untied, converted_untied)) > 100
 
 
@@ -92,7 +98,9 @@ def test_missing_tensor_is_named(tiny_untied: Path, tmp_path: Path) -> None:
     tensors.pop("model.layers.1.mlp.up_proj.weight")
     tensors["model.layers.0.self_attn.extra_proj.weight"] = torch.zeros(2, 2)
     save_file(tensors, str(broken / "model.safetensors"))
-    with pytest.raises(CheckpointError, match=r"missing tensors.*model\.layers\.1\.mlp\.up_proj\.weight"):
+    with pytest.raises(
+        CheckpointError, match=r"missing tensors.*model\.layers\.1\.mlp\.up_proj\.weight"
+    ):
         convert.run(broken, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 

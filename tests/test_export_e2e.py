@@ -25,7 +25,9 @@ def test_fp32_export_agrees_with_transformers(export_tied_fp32) -> None:
     assert manifest.quantization is None
 
 
-def test_8da4w_export_agrees_with_its_eager_quantized_model(export_tied_8da4w, export_untied_8da4w) -> None:
+def test_8da4w_export_agrees_with_its_eager_quantized_model(
+    export_tied_8da4w, export_untied_8da4w
+) -> None:
     for _, manifest in (export_tied_8da4w, export_untied_8da4w):
         verification = manifest.verification
         assert verification["reference"].startswith("eager 8da4w model")
@@ -33,7 +35,9 @@ def test_8da4w_export_agrees_with_its_eager_quantized_model(export_tied_8da4w, e
         assert manifest.quantization["modules"] == {"embedding:int8-weight": 1, "linear:8da4w": 15}
 
 
-def test_quantized_program_is_smaller_and_really_quantized(export_tied_8da4w, export_tied_fp32, tiny_tied) -> None:
+def test_quantized_program_is_smaller_and_really_quantized(
+    export_tied_8da4w, export_tied_fp32, tiny_tied
+) -> None:
     """Against the float model the 8da4w program must differ: proof the weights are int4."""
     from mobq import verify
 
@@ -81,12 +85,14 @@ def test_program_runs_in_textllmrunner_with_the_chat_template(export_tied_8da4w)
 
 
 def test_rerun_reuses_every_stage(export_tied_8da4w, tiny_tied: Path, tmp_path: Path) -> None:
-    out, manifest = export(tiny_tied, tmp_path / "again", scheme="8da4w")
+    _, manifest = export(tiny_tied, tmp_path / "again", scheme="8da4w")
     assert all(stage.cached for stage in manifest.stages)
     assert manifest.file("program").sha256 == export_tied_8da4w[1].file("program").sha256
 
 
-def test_failed_verification_leaves_no_program(tiny_tied: Path, tmp_path: Path, export_tied_8da4w) -> None:
+def test_failed_verification_leaves_no_program(
+    tiny_tied: Path, tmp_path: Path, export_tied_8da4w
+) -> None:
     out = tmp_path / "rejected"
     with pytest.raises(VerificationFailed, match="below the 1000 dB gate"):
         export(tiny_tied, out, scheme="8da4w", min_sqnr_db=1000.0)
@@ -105,10 +111,15 @@ def test_existing_output_needs_force(export_tied_fp32, tiny_tied: Path) -> None:
     assert manifest.verification["passed"]
 
 
-def test_real_qwen3_tokenizer_export_carries_the_right_ids(tiny_qwen3_real_tokenizer: Path, tmp_path: Path) -> None:
+def test_real_qwen3_tokenizer_export_carries_the_right_ids(
+    tiny_qwen3_real_tokenizer: Path, tmp_path: Path
+) -> None:
     out, manifest = export(tiny_qwen3_real_tokenizer, tmp_path / "realtok", scheme="8da4w", ctx=64)
     methods = runtime.read_constant_methods(runtime.load_program(out / "model.pte"))
-    assert methods["get_eos_ids"] == [151645, 151643]  # <|im_end|>, <|endoftext|>; not Phi's 199999/200020
+    assert methods["get_eos_ids"] == [
+        151645,
+        151643,
+    ]  # <|im_end|>, <|endoftext|>; not Phi's 199999/200020
     assert "get_bos_id" not in methods
     assert manifest.runtime.chat_format.assistant_prefix == "<|im_start|>assistant\n"
     result = generate(out, "Hi", max_new_tokens=4, think=False)
@@ -117,7 +128,10 @@ def test_real_qwen3_tokenizer_export_carries_the_right_ids(tiny_qwen3_real_token
 
     hf = load_auto_tokenizer(tiny_qwen3_real_tokenizer)
     ids = hf.apply_chat_template(
-        [{"role": "user", "content": "Hi"}], add_generation_prompt=True, enable_thinking=False, tokenize=True
+        [{"role": "user", "content": "Hi"}],
+        add_generation_prompt=True,
+        enable_thinking=False,
+        tokenize=True,
     )
     ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
     assert result.stats["prompt_tokens"] == len(ids) == 13

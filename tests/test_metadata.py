@@ -46,7 +46,9 @@ def test_prompt_format_reproduces_the_chat_template(tiny_tied: Path) -> None:
     fmt = metadata.derive_prompt_format(tiny_tied)
     assert fmt is not None
     assert fmt.render(CONVERSATION) == _template_render(tiny_tied, CONVERSATION)
-    assert fmt.render(CONVERSATION, think=False) == _template_render(tiny_tied, CONVERSATION, enable_thinking=False)
+    assert fmt.render(CONVERSATION, think=False) == _template_render(
+        tiny_tied, CONVERSATION, enable_thinking=False
+    )
 
 
 def test_qwen3_real_tokenizer_ids_and_thinking(tiny_qwen3_real_tokenizer: Path) -> None:
@@ -58,7 +60,9 @@ def test_qwen3_real_tokenizer_ids_and_thinking(tiny_qwen3_real_tokenizer: Path) 
     fmt = md.prompt_format
     assert fmt is not None and fmt.think_open == "<think>"
     assert fmt.render(CONVERSATION) == _template_render(model, CONVERSATION)
-    assert fmt.render(CONVERSATION, think=False) == _template_render(model, CONVERSATION, enable_thinking=False)
+    assert fmt.render(CONVERSATION, think=False) == _template_render(
+        model, CONVERSATION, enable_thinking=False
+    )
 
 
 @pytest.mark.parametrize(

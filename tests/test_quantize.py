@@ -14,17 +14,20 @@ from mobq.schemes import SCHEMES, QuantOptions
 
 
 @pytest.fixture(scope="module")
-def quantized(tiny_untied: Path, tmp_path_factory: pytest.TempPathFactory) -> quantize.QuantizeResult:
+def quantized(
+    tiny_untied: Path, tmp_path_factory: pytest.TempPathFactory
+) -> quantize.QuantizeResult:
     return quantize.run(tiny_untied, tmp_path_factory.mktemp("q") / "8da4w", "8da4w")
 
 
-def _card_quantized(model_dir: Path, options: QuantOptions = QuantOptions()) -> torch.nn.Module:
+def _card_quantized(model_dir: Path, options: QuantOptions | None = None) -> torch.nn.Module:
     """What the model card does: quantize_ on the whole fp32 transformers model."""
     from torchao.quantization import quantize_
     from transformers import AutoModelForCausalLM
 
     from mobq.schemes import MODULE_SCHEMES
 
+    options = options or QuantOptions()
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).eval()
     quantize_(model, MODULE_SCHEMES["8da4w"].torchao_config(options))
     quantize_(
@@ -95,7 +98,12 @@ def test_group_size_that_does_not_divide_keeps_the_module_float_and_says_why() -
 
 def test_override_of_the_wrong_module_kind_is_refused() -> None:
     with pytest.raises(InputError, match=r"8da4w applies to linear only"):
-        quantize.make_plan(_modules(), SCHEMES["8da4w"], QuantOptions(), [quantize.Override.parse("model.embed_tokens=8da4w")])
+        quantize.make_plan(
+            _modules(),
+            SCHEMES["8da4w"],
+            QuantOptions(),
+            [quantize.Override.parse("model.embed_tokens=8da4w")],
+        )
 
 
 @pytest.mark.parametrize("text", ["lm_head", "lm_head=int3", "(=8da8w"])
@@ -108,8 +116,12 @@ def test_hqq_changes_the_chosen_scales() -> None:
     weight = torch.randn(64, 64, generator=torch.Generator().manual_seed(0))
     from mobq.schemes import MODULE_SCHEMES
 
-    affine = quantize.quantize_weight("linear", weight, MODULE_SCHEMES["8da4w"].torchao_config(QuantOptions()))
-    hqq = quantize.quantize_weight("linear", weight, MODULE_SCHEMES["8da4w"].torchao_config(QuantOptions(hqq=True)))
+    affine = quantize.quantize_weight(
+        "linear", weight, MODULE_SCHEMES["8da4w"].torchao_config(QuantOptions())
+    )
+    hqq = quantize.quantize_weight(
+        "linear", weight, MODULE_SCHEMES["8da4w"].torchao_config(QuantOptions(hqq=True))
+    )
     assert not torch.equal(affine.scale, hqq.scale)
 
 

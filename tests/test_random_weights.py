@@ -15,8 +15,14 @@ from mobq.recipes import Recipe, get_recipe
 def _small_recipe(tied: bool) -> Recipe:
     architecture = dict(get_recipe("qwen3-8b").architecture)
     architecture.update(
-        hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, head_dim=16, vocab_size=2048, tie_word_embeddings=tied,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        vocab_size=2048,
+        tie_word_embeddings=tied,
     )
     return Recipe(name="small", hub_id="Qwen/Qwen3-8B", family="qwen3", architecture=architecture)
 

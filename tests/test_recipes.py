@@ -56,7 +56,9 @@ def test_unknown_key_names_file_key_and_allowed_keys(tmp_path: Path) -> None:
 
 def test_unknown_nested_key_lists_the_nested_allowed_keys(tmp_path: Path) -> None:
     path = _write(tmp_path, BASE + "defaults: {sheme: 8da4w}\n")
-    with pytest.raises(InputError, match=r"defaults.sheme.*allowed keys here: scheme, ctx, group_size, hqq"):
+    with pytest.raises(
+        InputError, match=r"defaults.sheme.*allowed keys here: scheme, ctx, group_size, hqq"
+    ):
         recipes.load_recipe_file(path)
 
 

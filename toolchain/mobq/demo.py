@@ -37,13 +37,20 @@ class DemoResult:
 def demo_model() -> Path:
     """The trained tiny model, built once and cached."""
     recipe = get_recipe(DEMO_RECIPE)
-    key = cache.stage_key("demo-model", arch=recipe.architecture, spec=DEMO_SPEC.__dict__, steps=DEMO_TRAIN_STEPS, v=2)
+    key = cache.stage_key(
+        "demo-model", arch=recipe.architecture, spec=DEMO_SPEC.__dict__, steps=DEMO_TRAIN_STEPS, v=2
+    )
     directory = cache.cache_root() / "demo" / f"qwen3-tiny-{key[:12]}"
     if (directory / "config.json").is_file():
         progress.info(f"[dim]demo model: reusing {directory}[/]")
         return directory
-    with progress.stage("demo-model", f"tiny {recipe.architecture['architectures'][0]} trained on the bundled corpus"):
-        tinylm.build_tiny_model(recipe.architecture, directory, spec=DEMO_SPEC, train_steps=DEMO_TRAIN_STEPS)
+    with progress.stage(
+        "demo-model",
+        f"tiny {recipe.architecture['architectures'][0]} trained on the bundled corpus",
+    ):
+        tinylm.build_tiny_model(
+            recipe.architecture, directory, spec=DEMO_SPEC, train_steps=DEMO_TRAIN_STEPS
+        )
     return directory
 
 

@@ -1,111 +1,14 @@
-"""The `mobq` command line: a thin layer over the stage modules.
-
-Commands parse options and print; the work lives in the stage modules, which never import
-click. Errors from those modules become one clear line and a non-zero exit (`--debug` shows
-the traceback).
-"""
+"""Commands of the export pipeline: models, export and its stages."""
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
 import click
 
-from mobq import __version__
-
-EXIT_INTERRUPTED = 130
-
-
-def _quiet_libraries() -> None:
-    """torchao, ExecuTorch and transformers are chatty at import; users want mobq's lines."""
-    warnings.filterwarnings("ignore")
-    logging.basicConfig(level=logging.WARNING)
-    for name in (
-        "torchao",
-        "executorch",
-        "transformers",
-        "huggingface_hub",
-        "torch",
-        "torch.utils._pytree",
-    ):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    # mobq shows its own progress; the hub's and transformers' tqdm bars would interleave with it.
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-class MobqGroup(click.Group):
-    """Turns domain errors into one line and an exit code instead of a traceback."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        from mobq.errors import MobqError
-
-        debug = bool(ctx.params.get("debug")) or bool(os.environ.get("MOBQ_DEBUG"))
-        try:
-            return super().invoke(ctx)
-        except MobqError as exc:
-            if debug:
-                raise
-            click.secho(f"Error: {exc}", fg="red", err=True)
-            sys.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.secho("Interrupted: nothing half-written was left behind.", fg="yellow", err=True)
-            sys.exit(EXIT_INTERRUPTED)
-        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
-            raise
-        except Exception as exc:
-            if debug:
-                raise
-            message = " ".join(str(exc).split())[:300]
-            click.secho(
-                f"Internal error: {type(exc).__name__}: {message} (rerun with --debug for the traceback)",
-                fg="red",
-                err=True,
-            )
-            sys.exit(1)
-
-
-@click.group(cls=MobqGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="mobq")
-@click.option("--debug", is_flag=True, help="Show tracebacks and library logs.")
-@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def cli(debug: bool, quiet: bool) -> None:
-    """mobq: a Hugging Face LLM to a verified ExecuTorch .pte for phones.
-
-    \b
-    mobq models                              the recipes and their architectures
-    mobq export qwen3-4b --ctx 1024          download, quantize, export, verify
-    mobq export ./my-finetune --scheme fp32  any local checkpoint of a supported family
-    mobq run exports/qwen3-4b-8da4w-ctx1024 --prompt "Hello"
-    """
-    if debug:
-        os.environ["MOBQ_DEBUG"] = "1"
-    else:
-        _quiet_libraries()
-    if not quiet:
-        from mobq import progress
-
-        progress.set_reporter(progress.RichReporter())
-
-
-def _console(stderr: bool = False) -> Any:
-    """Rich console; wide enough for tables when output is piped rather than a terminal."""
-    from rich.console import Console
-
-    stream = sys.stderr if stderr else sys.stdout
-    return Console(stderr=stderr, width=None if stream.isatty() else 160, highlight=False)
-
-
-def _print_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str))
-
+from mobq.cli import cli
+from mobq.cli._common import console, print_json
 
 # ---------------------------------------------------------------- recipes
 
@@ -135,7 +38,7 @@ def models(as_json: bool) -> None:
             }
         )
     if as_json:
-        _print_json(rows)
+        print_json(rows)
         return
     from rich.table import Table
 
@@ -171,7 +74,7 @@ def models(as_json: bool) -> None:
             "yes" if row["tied"] else "no",
             f"{row['parameters_b']:.2f}B",
         )
-    _console().print(table)
+    console().print(table)
 
 
 def _recipe_parameters(arch: dict[str, Any]) -> int:
@@ -251,7 +154,7 @@ def export(model: str, as_json: bool, no_cache: bool, **options: Any) -> None:
 def _print_export_summary(out: Path, manifest: Any) -> None:
     from rich.table import Table
 
-    console = _console()
+    out_console = console()
     verify = manifest.verification
     table = Table(title=f"{manifest.model.name} → {out}", show_header=False)
     table.add_column(style="bold")
@@ -274,7 +177,7 @@ def _print_export_summary(out: Path, manifest: Any) -> None:
             f"{s.name} {'cached' if s.cached else f'{s.seconds:.0f}s'}" for s in manifest.stages
         ),
     )
-    console.print(table)
+    out_console.print(table)
 
 
 @cli.command()
@@ -328,7 +231,7 @@ def quantize(
         source.resolve(model).path, out, scheme, QuantOptions(group_size, hqq), parsed
     )
     if as_json:
-        _print_json(result.to_dict())
+        print_json(result.to_dict())
         return
     click.echo(
         f"{scheme}: {result.bytes_in / 1e6:.1f} MB -> {result.bytes_out / 1e6:.1f} MB in {out}"
@@ -349,85 +252,3 @@ def convert(model: str, out: Path, force: bool) -> None:
     fsutil.prepare_output_dir(out, force=force)
     result = convert_stage.run(source.resolve(model).path, out)
     click.echo(f"{result.tensors} tensors ({result.family}) and params.json written to {out}")
-
-
-# ---------------------------------------------------------------- runtime
-
-
-@cli.command()
-@click.argument("export_dir", type=click.Path(path_type=Path))
-@click.option("--prompt", "-p", required=True, help="The user message.")
-@click.option("--max-new-tokens", type=int, default=128, show_default=True)
-@click.option("--temperature", type=float, default=0.0, show_default=True)
-@click.option("--raw", is_flag=True, help="Send the prompt as is, without the chat template.")
-@click.option("--think/--no-think", default=True, help="Qwen3 thinking mode.")
-@click.option("--json", "as_json", is_flag=True)
-def run(
-    export_dir: Path,
-    prompt: str,
-    max_new_tokens: int,
-    temperature: float,
-    raw: bool,
-    think: bool,
-    as_json: bool,
-) -> None:
-    """Generate with ExecuTorch's stock runner (the one the apps link)."""
-    from mobq.run import generate
-    from mobq.runtime import write_stdout
-
-    def stream(piece: str) -> None:
-        write_stdout(piece)
-
-    result = generate(
-        export_dir,
-        prompt,
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        raw=raw,
-        think=think,
-        on_token=None if as_json else stream,
-    )
-    if as_json:
-        _print_json({"text": result.text, "tokens": result.tokens, "stats": result.stats})
-        return
-    write_stdout("\n")
-    stats = result.stats
-    if stats.get("generated_tokens"):
-        click.secho(
-            f"[{stats['prompt_tokens']} prompt tokens, {stats['generated_tokens']} generated, "
-            f"prefill {stats['prefill_token_per_sec']:.0f} tok/s, decode {stats['decode_token_per_sec']:.1f} tok/s]",
-            dim=True,
-            err=True,
-        )
-
-
-@cli.command()
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("exports/demo-qwen3-tiny-8da4w-ctx256"),
-              show_default=True, help="Where the demo export goes (replaced on each run).")
-@click.option("--prompt", "-p", default=None, help="The demo prompt.")
-def demo(out: Path, prompt: str | None) -> None:
-    """Build a tiny bundled model offline, export, verify, run and benchmark it."""
-    from mobq import demo as demo_mod
-    from mobq.run import generate
-    from mobq.runtime import write_stdout
-
-    console = _console(stderr=True)
-    export_dir = demo_mod.export_demo(out)
-    text = prompt or demo_mod.DEMO_PROMPT
-    console.print(f"\n[bold]mobq run {export_dir} --prompt {text!r}[/]")
-    result = generate(export_dir, text, max_new_tokens=64, on_token=write_stdout)
-    write_stdout("\n")
-    stats = result.stats
-    console.print(
-        f"[dim]{stats.get('prompt_tokens')} prompt tokens, {stats.get('generated_tokens')} generated; "
-        f"prefill {stats.get('prefill_token_per_sec', 0):.0f} tok/s, decode "
-        f"{stats.get('decode_token_per_sec', 0):.0f} tok/s (ExecuTorch TextLLMRunner, this host)[/]"
-    )
-
-
-def main() -> None:
-    cli()
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,101 @@
+"""The `mobq` command line: a thin layer over the stage modules.
+
+Commands parse options and print; the work lives in the stage modules, which never import
+click. Errors from those modules become one clear line and a non-zero exit (`--debug` shows
+the traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from typing import Any
+
+import click
+
+from mobq import __version__
+
+EXIT_INTERRUPTED = 130
+
+
+def _quiet_libraries() -> None:
+    """torchao, ExecuTorch and transformers are chatty at import; users want mobq's lines."""
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.WARNING)
+    for name in (
+        "torchao",
+        "executorch",
+        "transformers",
+        "huggingface_hub",
+        "torch",
+        "torch.utils._pytree",
+    ):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # mobq shows its own progress; the hub's and transformers' tqdm bars would interleave with it.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class MobqGroup(click.Group):
+    """Turns domain errors into one line and an exit code instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from mobq.errors import MobqError
+
+        debug = bool(ctx.params.get("debug")) or bool(os.environ.get("MOBQ_DEBUG"))
+        try:
+            return super().invoke(ctx)
+        except MobqError as exc:
+            if debug:
+                raise
+            click.secho(f"Error: {exc}", fg="red", err=True)
+            sys.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.secho("Interrupted: nothing half-written was left behind.", fg="yellow", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if debug:
+                raise
+            message = " ".join(str(exc).split())[:300]
+            click.secho(
+                f"Internal error: {type(exc).__name__}: {message} (rerun with --debug for the traceback)",
+                fg="red",
+                err=True,
+            )
+            sys.exit(1)
+
+
+@click.group(cls=MobqGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mobq")
+@click.option("--debug", is_flag=True, help="Show tracebacks and library logs.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def cli(debug: bool, quiet: bool) -> None:
+    """mobq: a Hugging Face LLM to a verified ExecuTorch .pte for phones.
+
+    \b
+    mobq models                              the recipes and their architectures
+    mobq export qwen3-4b --ctx 1024          download, quantize, export, verify
+    mobq export ./my-finetune --scheme fp32  any local checkpoint of a supported family
+    mobq run exports/qwen3-4b-8da4w-ctx1024 --prompt "Hello"
+    """
+    if debug:
+        os.environ["MOBQ_DEBUG"] = "1"
+    else:
+        _quiet_libraries()
+    if not quiet:
+        from mobq import progress
+
+        progress.set_reporter(progress.RichReporter())
+
+
+# Each module adds its commands to `cli`; one line here per command module.
+from mobq.cli import export_commands, runtime_commands  # noqa: E402, F401
+
+
+def main() -> None:
+    cli()
