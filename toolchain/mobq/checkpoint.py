@@ -148,9 +148,13 @@ def _unflatten_one(name: str, meta: dict[str, Any], handle: Any) -> torch.Tensor
 def load_pickled_weights(path: Path) -> dict[str, torch.Tensor]:
     """A legacy checkpoint, loaded so that nothing but tensors can be constructed."""
     import pickle
+    import zipfile
 
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+        # mmap works only for torch.save's zip format; older raw pickles are read whole.
+        state = torch.load(
+            str(path), map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path)
+        )
     except pickle.UnpicklingError as exc:
         raise CheckpointError(
             f"refused to load {path}: it is a pickle holding more than tensors, which could run "

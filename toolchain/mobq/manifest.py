@@ -115,6 +115,19 @@ class Manifest(_Model):
                 return entry
         raise InputError(f"manifest lists no file with role '{role}'")
 
+    def checked_path(self, export_dir: Path, role: str) -> Path:
+        """The file of `role` in an export directory, refusing one that is missing or resized."""
+        entry = self.file(role)
+        path = Path(export_dir) / entry.path
+        if not path.is_file():
+            raise InputError(f"{path} is missing (listed in the manifest as the {role}); re-export")
+        size = path.stat().st_size
+        if size != entry.bytes:
+            raise InputError(
+                f"{path} has {size} bytes but the manifest records {entry.bytes}: truncated or replaced; re-export it"
+            )
+        return path
+
     def write(self, directory: Path) -> Path:
         path = Path(directory) / MANIFEST
         fsutil.write_text(path, self.model_dump_json(indent=2) + "\n")

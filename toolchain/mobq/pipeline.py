@@ -102,6 +102,18 @@ def default_out(source: Source, settings: Settings) -> Path:
     return Path("exports") / f"{source.display_name}-{settings.scheme}-ctx{settings.ctx}"
 
 
+def _check_request(request: ExportRequest) -> None:
+    """Flag-level mistakes fail before anything is downloaded or built."""
+    if request.scheme is not None:
+        check_scheme_name(request.scheme)
+    if request.ctx is not None:
+        check_ctx(request.ctx, None)
+    for text in request.overrides:
+        quantize_stage.Override.parse(text)
+    if request.group_size is not None:
+        QuantOptions(group_size=request.group_size)
+
+
 def resolve_source(request: ExportRequest) -> Source:
     if not request.random_weights:
         return resolve(request.model, revision=request.revision)
@@ -166,6 +178,7 @@ class _Stages:
 
 def export_model(request: ExportRequest) -> tuple[Path, Manifest]:
     """The whole pipeline; returns the output directory and its manifest."""
+    _check_request(request)
     if request.out is not None:
         fsutil.prepare_output_dir(Path(request.out), force=request.force)
     source = resolve_source(request)
@@ -176,8 +189,16 @@ def export_model(request: ExportRequest) -> tuple[Path, Manifest]:
     options = QuantOptions(settings.group_size, settings.hqq)
     out = Path(request.out) if request.out is not None else default_out(source, settings)
     fsutil.prepare_output_dir(out, force=request.force)
-    fsutil.clean_stale_temporaries(out.parent)
+    for directory in (out.parent, cache.cache_root() / "stages"):
+        for stale in fsutil.clean_stale_temporaries(directory):
+            progress.info(f"[dim]removed {stale.name}, left by an interrupted run[/]")
     check_ctx(settings.ctx, getattr(text_config(config), "max_position_embeddings", None))
+    if (
+        scheme.quantized
+    ):  # plan now: a scheme or override that cannot apply fails before any stage runs
+        quantize_stage.make_plan(
+            quantize_stage.quantizable_modules(config), scheme, options, settings.overrides
+        )
     export_options = export_stage.ExportOptions(ctx=settings.ctx, max_seq_len=request.max_seq_len)
     tokenizer_dir = (
         Path(request.tokenizer) if request.tokenizer and not request.random_weights else source.path

@@ -113,7 +113,23 @@ def make_plan(
             plan.skipped[name] = f"in_features {shape[1]} not divisible by group size {group}"
             continue
         plan.modules[name] = (kind, chosen)
+    _require_some_linear_quantized(plan, scheme, options)
     return plan
+
+
+def _require_some_linear_quantized(plan: QuantPlan, scheme: Scheme, options: QuantOptions) -> None:
+    """A scheme whose group size divides none of the model's linears cannot apply to it."""
+    linears = [name for name, (kind, _) in plan.modules.items() if kind == "linear"]
+    if scheme.linear is None or not linears:
+        return
+    if all(name in plan.skipped for name in linears):
+        widths = sorted(
+            {int(why.split()[1]) for why in plan.skipped.values() if why.startswith("in_features")}
+        )
+        raise InputError(
+            f"scheme {scheme.name} with group size {options.group_size} fits none of this model's linears "
+            f"(in_features {', '.join(map(str, widths))}); pass a --group-size that divides them, e.g. 32"
+        )
 
 
 def quantize_weight(kind: str, weight: torch.Tensor, config: Any) -> torch.Tensor:

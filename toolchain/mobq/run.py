@@ -63,8 +63,7 @@ def generate(
         raise InputError(f"--temperature must be >= 0, got {temperature}")
     text = build_prompt(manifest, prompt, raw=raw, think=think)
     runner = text_runner(
-        Path(export_dir) / manifest.file("program").path,
-        Path(export_dir) / manifest.file("tokenizer").path,
+        manifest.checked_path(export_dir, "program"), manifest.checked_path(export_dir, "tokenizer")
     )
     from executorch.extension.llm.runner import GenerationConfig
 

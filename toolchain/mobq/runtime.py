@@ -38,6 +38,17 @@ def check_pte(path: Path) -> Path:
 
 
 _real_stdout_fd: int | None = None
+_debug = False
+
+
+def set_debug(enabled: bool) -> None:
+    """`mobq --debug` (or MOBQ_DEBUG=1): keep the native runtime's own output visible."""
+    global _debug
+    _debug = enabled
+
+
+def debugging() -> bool:
+    return _debug or bool(os.environ.get("MOBQ_DEBUG"))
 
 
 @contextlib.contextmanager
@@ -48,7 +59,7 @@ def quiet_native_logs() -> Iterator[None]:
     while the native side is silenced. MOBQ_DEBUG=1 keeps everything visible.
     """
     global _real_stdout_fd
-    if os.environ.get("MOBQ_DEBUG") or _real_stdout_fd is not None:
+    if debugging() or _real_stdout_fd is not None:
         yield
         return
     sys.stdout.flush()
@@ -162,7 +173,7 @@ def capture_runner_output(forward: Any = None) -> Iterator[_TokenStream]:
     reader = threading.Thread(target=pump, daemon=True)
     reader.start()
     os.dup2(write_fd, 1)
-    if not os.environ.get("MOBQ_DEBUG"):
+    if not debugging():
         os.dup2(devnull, 2)
     global _real_stdout_fd
     _real_stdout_fd = saved_out
@@ -216,4 +227,7 @@ def text_runner(pte: Path, tokenizer_json: Path) -> Any:
         with quiet_native_logs():
             return TextLLMRunner(str(pte), str(tokenizer_json))
     except RuntimeError as exc:
-        raise InputError(f"ExecuTorch's runner could not load {pte}: {exc}") from exc
+        raise InputError(
+            f"ExecuTorch's runner could not load {pte} (corrupt, truncated, or from another ExecuTorch "
+            f"version?): {exc}; re-export it"
+        ) from exc

@@ -7,6 +7,7 @@ the traceback).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -37,6 +38,17 @@ def _quiet_libraries() -> None:
     # mobq shows its own progress; the hub's and transformers' tqdm bars would interleave with it.
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _interrupt_on_sigterm() -> None:
+    """`kill` (SIGTERM) unwinds like Ctrl-C, so temporaries are removed on the way out."""
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    with contextlib.suppress(ValueError):  # not the main thread (e.g. inside a test runner)
+        signal.signal(signal.SIGTERM, handler)
 
 
 class MobqGroup(click.Group):
@@ -83,10 +95,12 @@ def cli(debug: bool, quiet: bool) -> None:
     mobq export ./my-finetune --scheme fp32  any local checkpoint of a supported family
     mobq run exports/qwen3-4b-8da4w-ctx1024 --prompt "Hello"
     """
-    if debug:
-        os.environ["MOBQ_DEBUG"] = "1"
-    else:
+    from mobq import runtime
+
+    runtime.set_debug(debug)
+    if not debug:
         _quiet_libraries()
+    _interrupt_on_sigterm()
     if not quiet:
         from mobq import progress
 

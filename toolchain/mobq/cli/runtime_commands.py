@@ -87,3 +87,28 @@ def demo(out: Path, prompt: str | None) -> None:
         f"prefill {stats.get('prefill_token_per_sec', 0):.0f} tok/s, decode "
         f"{stats.get('decode_token_per_sec', 0):.0f} tok/s (ExecuTorch TextLLMRunner, this host)[/]"
     )
+
+
+@cli.command()
+@click.option("--no-hub", is_flag=True, help="Skip the Hugging Face Hub reachability check.")
+@click.option("--json", "as_json", is_flag=True)
+def doctor(no_hub: bool, as_json: bool) -> None:
+    """Check versions, ExecuTorch's ops, disk, memory and the hub; say what to fix."""
+    from mobq.doctor import run_checks
+
+    checks = run_checks(hub=not no_hub)
+    failed = any(c.status == "fail" for c in checks)
+    if as_json:
+        print_json([c.to_dict() for c in checks])
+    else:
+        from rich.table import Table
+
+        colours = {"ok": "green", "warn": "yellow", "fail": "red"}
+        table = Table(title="mobq doctor")
+        for column in ("check", "status", "detail", "fix"):
+            table.add_column(column)
+        for c in checks:
+            table.add_row(c.name, f"[{colours[c.status]}]{c.status}[/]", c.detail, c.fix)
+        console().print(table)
+    if failed:
+        raise SystemExit(1)
