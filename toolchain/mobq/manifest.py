@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mobq import fsutil
 from mobq.errors import InputError
+from mobq.metadata import PromptFormat
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
@@ -65,19 +66,6 @@ class ExportInfo(_Model):
     provenance: dict[str, str] = Field(default_factory=dict)
 
 
-class ChatFormat(_Model):
-    first_user_prefix: str
-    user_prefix: str
-    user_suffix: str
-    assistant_prefix: str
-    assistant_suffix: str
-    system_prefix: str | None = None
-    system_suffix: str | None = None
-    assistant_prefix_no_think: str | None = None
-    think_open: str | None = None
-    think_close: str | None = None
-
-
 class RuntimeInfo(_Model):
     bos_id: int | None
     bos_token: str | None
@@ -88,7 +76,7 @@ class RuntimeInfo(_Model):
     tokenizer_vocab_size: int
     max_context_len: int
     max_seq_len: int
-    chat_format: ChatFormat | None = None
+    chat_format: PromptFormat | None = None
     chat_template: str | None = None
     provenance: dict[str, str] = Field(default_factory=dict)
 

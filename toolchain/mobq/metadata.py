@@ -12,15 +12,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from mobq.errors import CheckpointError, InputError
 from mobq.families import text_config
 
 SENTINELS = ("\x02U1\x03", "\x02A1\x03", "\x02U2\x03", "\x02S1\x03")
 
 
-@dataclass(frozen=True)
-class PromptFormat:
-    """A chat template reduced to the strings around each turn, for apps without jinja."""
+class PromptFormat(BaseModel):
+    """A chat template reduced to the strings around each turn, for apps without jinja.
+
+    Stored in manifest.json as runtime.chat_format; the apps implement `render` the same way.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     first_user_prefix: str
     user_prefix: str
@@ -266,7 +272,13 @@ def derive_prompt_format(tokenizer_dir: Path) -> PromptFormat | None:
     if not between.startswith(assistant_suffix):
         return None
     user_prefix = between[len(assistant_suffix) :]
-    fmt = PromptFormat(first_prefix, user_prefix, user_suffix, assistant_prefix, assistant_suffix)
+    fmt = PromptFormat(
+        first_user_prefix=first_prefix,
+        user_prefix=user_prefix,
+        user_suffix=user_suffix,
+        assistant_prefix=assistant_prefix,
+        assistant_suffix=assistant_suffix,
+    )
     fmt = _with_system(fmt, render, s1, u1)
     fmt = _with_thinking(fmt, render, tokenizer, u1)
     rebuilt = fmt.render([("user", u1), ("assistant", a1), ("user", u2)])
@@ -274,8 +286,6 @@ def derive_prompt_format(tokenizer_dir: Path) -> PromptFormat | None:
 
 
 def _with_system(fmt: PromptFormat, render: Any, s1: str, u1: str) -> PromptFormat:
-    from dataclasses import replace
-
     try:
         text = render([("system", s1), ("user", u1)])
     except Exception:
@@ -286,16 +296,11 @@ def _with_system(fmt: PromptFormat, render: Any, s1: str, u1: str) -> PromptForm
     between = rest.split(u1, 1)[0]
     if not between.endswith(fmt.user_prefix):
         return fmt
-    return replace(
-        fmt,
-        system_prefix=system_prefix,
-        system_suffix=between[: len(between) - len(fmt.user_prefix)],
-    )
+    system_suffix = between[: len(between) - len(fmt.user_prefix)]
+    return fmt.model_copy(update={"system_prefix": system_prefix, "system_suffix": system_suffix})
 
 
 def _with_thinking(fmt: PromptFormat, render: Any, tokenizer: Any, u1: str) -> PromptFormat:
-    from dataclasses import replace
-
     try:
         off = render([("user", u1)], enable_thinking=False)
     except Exception:
@@ -309,9 +314,9 @@ def _with_thinking(fmt: PromptFormat, render: Any, tokenizer: Any, u1: str) -> P
         return fmt
     vocab = tokenizer.get_vocab()
     has_tags = "<think>" in vocab and "</think>" in vocab
-    return replace(
-        fmt,
-        assistant_prefix_no_think=prefix,
-        think_open="<think>" if has_tags else None,
-        think_close="</think>" if has_tags else None,
-    )
+    update = {
+        "assistant_prefix_no_think": prefix,
+        "think_open": "<think>" if has_tags else None,
+        "think_close": "</think>" if has_tags else None,
+    }
+    return fmt.model_copy(update=update)

@@ -22,7 +22,6 @@ from mobq import verify as verify_stage
 from mobq.errors import InputError
 from mobq.families import family_for_config, text_config
 from mobq.manifest import (
-    ChatFormat,
     ExportInfo,
     Manifest,
     ModelInfo,
@@ -439,7 +438,7 @@ def _assemble(
                 tokenizer_vocab_size=runtime_md.tokenizer_vocab_size,
                 max_context_len=options.ctx,
                 max_seq_len=options.seq_len,
-                chat_format=ChatFormat(**fmt.__dict__) if fmt else None,
+                chat_format=fmt,
                 chat_template=runtime_md.chat_template,
                 provenance=runtime_md.provenance,
             ),

@@ -36,13 +36,11 @@ def build_prompt(
     fmt = manifest.runtime.chat_format
     if fmt is None:
         raise InputError("this export has no chat template; pass --raw to send the text as is")
-    from mobq.metadata import PromptFormat
-
     turns: list[tuple[str, str]] = []
     if system:
         turns.append(("system", system))
     turns += [*list(history or []), ("user", message)]
-    return PromptFormat(**fmt.model_dump()).render(turns, think=think)
+    return fmt.render(turns, think=think)
 
 
 def generate(
