@@ -49,6 +49,10 @@ class StageCache:
             fsutil.remove(directory)  # incomplete or stale: start this stage afresh
         return None
 
+    def is_complete(self, stage: str, key: str) -> bool:
+        """Whether a finished result exists (no side effects, unlike `lookup`)."""
+        return self.enabled and (self.path(stage, key) / MARKER).is_file()
+
     def commit(self, stage: str, key: str, record: dict[str, Any]) -> None:
         fsutil.write_json(self.path(stage, key) / MARKER, {"key": key, "stage": stage, **record})
 

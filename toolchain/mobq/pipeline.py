@@ -175,8 +175,39 @@ class _Stages:
         return path, result
 
 
-def export_model(request: ExportRequest) -> tuple[Path, Manifest]:
-    """The whole pipeline; returns the output directory and its manifest."""
+@dataclass
+class ExportPlan:
+    """Everything `mobq export` will do, resolved and keyed before any stage runs."""
+
+    request: ExportRequest
+    source: Source
+    config: Any
+    family: Any
+    settings: Settings
+    options: QuantOptions
+    export_options: export_stage.ExportOptions
+    out: Path
+    tokenizer_dir: Path
+    runtime_md: metadata.RuntimeMetadata
+    keys: dict[str, str]
+    weights_bytes: int
+
+    @property
+    def scheme(self) -> Any:
+        return check_scheme_name(self.settings.scheme)
+
+    @property
+    def threshold(self) -> float:
+        given = self.request.min_sqnr_db
+        return given if given is not None else self.scheme.min_sqnr_db
+
+    def fully_cached(self) -> bool:
+        stage_cache = cache.StageCache(enabled=self.request.use_cache)
+        return all(stage_cache.is_complete(stage, key) for stage, key in self.keys.items())
+
+
+def plan_export(request: ExportRequest) -> ExportPlan:
+    """Validate, resolve the source, derive metadata and compute every stage's cache key."""
     _check_request(request)
     if request.out is not None:
         fsutil.prepare_output_dir(Path(request.out), force=request.force)
@@ -188,40 +219,50 @@ def export_model(request: ExportRequest) -> tuple[Path, Manifest]:
     options = QuantOptions(settings.group_size, settings.hqq)
     out = Path(request.out) if request.out is not None else default_out(source, settings)
     fsutil.prepare_output_dir(out, force=request.force)
-    for directory in (out.parent, cache.cache_root() / "stages"):
-        for stale in fsutil.clean_stale_temporaries(directory):
-            progress.info(f"[dim]removed {stale.name}, left by an interrupted run[/]")
     check_ctx(settings.ctx, getattr(text_config(config), "max_position_embeddings", None))
-    if (
-        scheme.quantized
-    ):  # plan now: a scheme or override that cannot apply fails before any stage runs
-        quantize_stage.make_plan(
-            quantize_stage.quantizable_modules(config), scheme, options, settings.overrides
-        )
+    if scheme.quantized:  # a scheme or override that cannot apply fails before any stage runs
+        modules = quantize_stage.quantizable_modules(config)
+        quantize_stage.make_plan(modules, scheme, options, settings.overrides)
     export_options = export_stage.ExportOptions(ctx=settings.ctx, max_seq_len=request.max_seq_len)
-    tokenizer_dir = (
-        Path(request.tokenizer) if request.tokenizer and not request.random_weights else source.path
-    )
+    use_given = request.tokenizer and not request.random_weights
+    tokenizer_dir = Path(request.tokenizer) if use_given else source.path
     runtime_md = metadata.derive(source.path, tokenizer_dir, config)
-    weights = _weights_bytes(source.path)
-    fsutil.ensure_free_disk(cache.cache_root(), 3 * weights, "the intermediate checkpoints")
-    fsutil.ensure_free_disk(out.parent, weights, "the exported program")
-
-    stages = _Stages(request.use_cache)
-    versions = hostinfo.versions()
-    source_key = cache.stage_key("source", fingerprint=cache.directory_fingerprint(source.path))
-
-    untie_key = cache.stage_key("untie", input=source_key, v=PIPELINE_VERSION)
-    untied_dir, untie_result = stages.run(
-        "untie", untie_key, "embedding / lm_head", lambda p: _untie(source.path, p)
+    keys = _stage_keys(source, family.name, settings, options, export_options, runtime_md, request)
+    return ExportPlan(
+        request,
+        source,
+        config,
+        family,
+        settings,
+        options,
+        export_options,
+        out,
+        tokenizer_dir,
+        runtime_md,
+        keys,
+        _weights_bytes(source.path),
     )
-    untied_dir = Path(untie_result["path"])
 
-    quant_result: dict[str, Any] | None = None
+
+def _stage_keys(
+    source: Source,
+    family: str,
+    settings: Settings,
+    options: QuantOptions,
+    export_options: export_stage.ExportOptions,
+    runtime_md: metadata.RuntimeMetadata,
+    request: ExportRequest,
+) -> dict[str, str]:
+    """Each stage's key hashes its input's key, its options and the package versions it depends on."""
+    versions = hostinfo.versions()
+    scheme = check_scheme_name(settings.scheme)
+    source_key = cache.stage_key("source", fingerprint=cache.directory_fingerprint(source.path))
+    keys = {"untie": cache.stage_key("untie", input=source_key, v=PIPELINE_VERSION)}
+    convert_input = keys["untie"]
     if scheme.quantized:
-        quant_key = cache.stage_key(
+        keys["quantize"] = cache.stage_key(
             "quantize",
-            input=untie_key,
+            input=keys["untie"],
             scheme=settings.scheme,
             group=options.group_size,
             hqq=options.hqq,
@@ -229,78 +270,106 @@ def export_model(request: ExportRequest) -> tuple[Path, Manifest]:
             torchao=versions["torchao"],
             v=PIPELINE_VERSION,
         )
-        quant_dir, quant_result = stages.run(
-            "quantize",
-            quant_key,
-            f"{settings.scheme} (group {options.group_size}{', HQQ' if options.hqq else ''})",
-            lambda p: _quantize(untied_dir, p, settings, options),
-        )
-        convert_input, convert_input_key = quant_dir, quant_key
-    else:
-        convert_input, convert_input_key = untied_dir, untie_key
-
-    convert_key = cache.stage_key(
-        "convert", input=convert_input_key, family=family.name, v=PIPELINE_VERSION
+        convert_input = keys["quantize"]
+    keys["convert"] = cache.stage_key(
+        "convert", input=convert_input, family=family, v=PIPELINE_VERSION
     )
-    converted_dir, convert_result = stages.run(
-        "convert",
-        convert_key,
-        f"{family.name} keys -> ExecuTorch llama layout",
-        lambda p: _convert(convert_input, p),
-    )
-
-    methods = runtime_md.pte_constant_methods()
     threshold = request.min_sqnr_db if request.min_sqnr_db is not None else scheme.min_sqnr_db
-    export_key = cache.stage_key(
+    keys["export"] = cache.stage_key(
         "export",
-        input=convert_key,
+        input=keys["convert"],
         ctx=export_options.ctx,
         seq=export_options.seq_len,
-        methods=methods,
+        methods=runtime_md.pte_constant_methods(),
         executorch=versions["executorch"],
         torch=versions["torch"],
         threshold=threshold,
         v=PIPELINE_VERSION,
     )
-    reference_dir = convert_input if scheme.quantized else untied_dir
+    return keys
+
+
+def export_model(request: ExportRequest) -> tuple[Path, Manifest]:
+    """The whole pipeline; returns the output directory and its manifest."""
+    return run_plan(plan_export(request))
+
+
+def run_plan(plan: ExportPlan) -> tuple[Path, Manifest]:
+    request, source, settings, options, keys = (
+        plan.request,
+        plan.source,
+        plan.settings,
+        plan.options,
+        plan.keys,
+    )
+    for directory in (plan.out.parent, cache.cache_root() / "stages"):
+        for stale in fsutil.clean_stale_temporaries(directory):
+            progress.info(f"[dim]removed {stale.name}, left by an interrupted run[/]")
+    fsutil.ensure_free_disk(
+        cache.cache_root(), 3 * plan.weights_bytes, "the intermediate checkpoints"
+    )
+    fsutil.ensure_free_disk(plan.out.parent, plan.weights_bytes, "the exported program")
+    stages = _Stages(request.use_cache)
+
+    _, untie_result = stages.run(
+        "untie", keys["untie"], "embedding / lm_head", lambda p: _untie(source.path, p)
+    )
+    untied_dir = Path(untie_result["path"])
+    quant_result: dict[str, Any] | None = None
+    convert_input = untied_dir
+    if "quantize" in keys:
+        detail = f"{settings.scheme} (group {options.group_size}{', HQQ' if options.hqq else ''})"
+        convert_input, quant_result = stages.run(
+            "quantize",
+            keys["quantize"],
+            detail,
+            lambda p: _quantize(untied_dir, p, settings, options),
+        )
+    converted_dir, convert_result = stages.run(
+        "convert",
+        keys["convert"],
+        f"{plan.family.name} keys -> ExecuTorch llama layout",
+        lambda p: _convert(convert_input, p),
+    )
+    quantized = "quantize" in keys
     reference_name = (
         f"eager {settings.scheme} model (transformers + torchao)"
-        if scheme.quantized
+        if quantized
         else "transformers fp32 model"
     )
     program_dir, export_result = stages.run(
         "export",
-        export_key,
-        f"XNNPACK, ctx {export_options.ctx}, KV cache + custom SDPA",
+        keys["export"],
+        f"XNNPACK, ctx {plan.export_options.ctx}, KV cache + custom SDPA",
         lambda p: _export_and_verify(
             converted_dir,
             p,
-            export_options,
-            methods,
-            reference_dir,
-            tokenizer_dir,
+            plan.export_options,
+            plan.runtime_md.pte_constant_methods(),
+            convert_input if quantized else untied_dir,
+            plan.tokenizer_dir,
             reference_name,
-            threshold,
-            runtime_md,
+            plan.threshold,
+            plan.runtime_md,
         ),
     )
     manifest = _assemble(
-        out,
+        plan.out,
         request,
         source,
-        config,
-        family.name,
+        plan.config,
+        plan.family.name,
         settings,
-        export_options,
-        runtime_md,
+        plan.export_options,
+        plan.runtime_md,
         quant_result,
         convert_result,
         export_result,
         program_dir,
-        tokenizer_dir,
+        plan.tokenizer_dir,
         stages.records,
     )
-    return out, manifest
+    return plan.out, manifest
 
 
 def _weights_bytes(directory: Path) -> int:
