@@ -108,7 +108,7 @@ def cli(debug: bool, quiet: bool) -> None:
 
 
 # Each module adds its commands to `cli`; one line here per command module.
-from mobq.cli import export_commands, runtime_commands  # noqa: E402, F401
+from mobq.cli import export_commands, runtime_commands, sweep_commands  # noqa: E402, F401
 
 
 def main() -> None:
