@@ -131,6 +131,11 @@ def resolve_source(request: ExportRequest) -> Source:
     return Source("random", request.model, path, recipe, recipe.hub_id, None)
 
 
+def _clean_stale(directory: Path) -> None:
+    for stale in fsutil.clean_stale_temporaries(directory):
+        progress.info(f"[dim]removed {stale.name}, left by an interrupted run[/]")
+
+
 def check_ctx(ctx: int, max_positions: int | None) -> None:
     if ctx <= 0:
         raise InputError(f"--ctx must be a positive number of tokens, got {ctx}")
@@ -208,6 +213,8 @@ class ExportPlan:
 
 def plan_export(request: ExportRequest) -> ExportPlan:
     """Validate, resolve the source, derive metadata and compute every stage's cache key."""
+    if request.out is not None:  # a killed run's leftovers go first, even if this run fails early
+        _clean_stale(Path(request.out).parent)
     _check_request(request)
     if request.out is not None:
         fsutil.prepare_output_dir(Path(request.out), force=request.force)
@@ -303,8 +310,7 @@ def run_plan(plan: ExportPlan) -> tuple[Path, Manifest]:
         plan.keys,
     )
     for directory in (plan.out.parent, cache.cache_root() / "stages"):
-        for stale in fsutil.clean_stale_temporaries(directory):
-            progress.info(f"[dim]removed {stale.name}, left by an interrupted run[/]")
+        _clean_stale(directory)
     fsutil.ensure_free_disk(
         cache.cache_root(), 3 * plan.weights_bytes, "the intermediate checkpoints"
     )
