@@ -35,10 +35,30 @@ def atomic_path(target: Path, *, is_dir: bool = False) -> Iterator[Path]:
         tmp = Path(name)
     try:
         yield tmp
+        _publishable(tmp)
         _replace(tmp, target)
     except BaseException:
         remove(tmp)
         raise
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publishable(path: Path) -> None:
+    """mkstemp/mkdtemp create private (0600/0700) entries; finished artifacts get the umask's
+    usual modes so they can be pushed to a phone, served or shared like any other file."""
+    if not path.exists() or path.is_symlink():
+        return
+    mask = _current_umask()
+    os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~mask)
+    if path.is_dir():
+        for child in path.rglob("*"):
+            if child.is_dir() and not child.is_symlink():
+                os.chmod(child, 0o777 & ~mask)
 
 
 def _replace(src: Path, dst: Path) -> None:
