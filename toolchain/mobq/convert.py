@@ -2,7 +2,8 @@
 
 The key map is the family's one templated table; the tensor set must match it exactly
 (nothing missing, nothing extra), because ExecuTorch silently ignores unexpected keys and a
-wrong map would export garbage without an error.
+wrong map would export garbage without an error. Fused tensors (Phi-3's qkv_proj and
+gate_up_proj) are the family's `splits`: cut into row blocks whose sizes come from params.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 from mobq import fsutil, progress
 from mobq.checkpoint import CheckpointReader, CheckpointWriter, checkpoint_bytes
 from mobq.errors import CheckpointError
-from mobq.families import Family, expand_keys, family_for_config, text_config
+from mobq.families import Family, Split, expand_keys, family_for_config, text_config
 from mobq.source import load_config
 from mobq.untie import copy_side_files
 
@@ -44,12 +45,50 @@ def derive_params(config: Any, family: Family) -> dict[str, Any]:
 
 
 def key_map(config: Any, family: Family) -> dict[str, str]:
-    """HF name -> ExecuTorch name for every tensor this checkpoint must hold."""
+    """HF name -> ExecuTorch name for every tensor that is renamed as it is."""
     n_layers = text_config(config).num_hidden_layers
     return {hf: et for et, hf in expand_keys(family.keys_for(config), n_layers).items()}
 
 
-def check_tensor_set(names: list[str], mapping: dict[str, str], where: Path) -> None:
+@dataclass(frozen=True)
+class RowBlock:
+    name: str  # ExecuTorch tensor
+    start: int
+    stop: int
+
+
+def split_map(config: Any, family: Family, params: dict[str, Any]) -> dict[str, list[RowBlock]]:
+    """HF name -> the ExecuTorch tensors cut from its rows, for the family's fused tensors."""
+    n_layers = text_config(config).num_hidden_layers
+    out: dict[str, list[RowBlock]] = {}
+    for split in family.splits:
+        for layer in _layers_of(split, n_layers):
+            blocks, start = [], 0
+            for target, rows in zip(split.targets, split.rows(params), strict=True):
+                blocks.append(RowBlock(target.replace("{L}", layer), start, start + rows))
+                start += rows
+            out[split.source.replace("{L}", layer)] = blocks
+    return out
+
+
+def _layers_of(split: Split, n_layers: int) -> list[str]:
+    return [str(layer) for layer in range(n_layers)] if "{L}" in split.source else [""]
+
+
+def cut_rows(name: str, tensor: Any, blocks: list[RowBlock]) -> list[tuple[str, Any]]:
+    """Row slices of a fused tensor; its row count must be exactly the blocks' total."""
+    if tensor.shape[0] != blocks[-1].stop:
+        raise CheckpointError(
+            f"{name} has {tensor.shape[0]} rows but config.json implies {blocks[-1].stop} "
+            f"({' + '.join(str(b.stop - b.start) for b in blocks)}); the checkpoint does not "
+            "match its config"
+        )
+    # narrow() keeps torchao's row-wise quantized tensors quantized (scales are per row);
+    # clone() so the parts do not share storage, which safetensors refuses.
+    return [(b.name, tensor.narrow(0, b.start, b.stop - b.start).clone()) for b in blocks]
+
+
+def check_tensor_set(names: list[str], mapping: dict[str, Any], where: Path) -> None:
     present = set(names)
     missing = sorted(set(mapping) - present)
     extra = sorted(present - set(mapping))
@@ -74,18 +113,24 @@ def run(model_dir: Path, out_dir: Path) -> ConvertResult:
     family = family_for_config(config, f"{model_dir}/config.json")
     params = derive_params(config, family)
     mapping = key_map(config, family)
+    splits = split_map(config, family, params)
     with CheckpointReader(model_dir) as reader:
-        check_tensor_set(reader.names, mapping, Path(model_dir))
+        check_tensor_set(reader.names, {**mapping, **dict.fromkeys(splits, "")}, Path(model_dir))
         fsutil.ensure_free_disk(
             Path(out_dir).parent, checkpoint_bytes(model_dir), "the converted checkpoint"
         )
         with fsutil.atomic_path(Path(out_dir), is_dir=True) as tmp:
             writer = CheckpointWriter(tmp)
             with progress.task(
-                "renaming tensors to ExecuTorch's layout", total=len(mapping)
+                "renaming tensors to ExecuTorch's layout", total=len(mapping) + len(splits)
             ) as advance:
                 for hf_name in reader.names:
-                    writer.add(mapping[hf_name], reader.get(hf_name))
+                    tensor = reader.get(hf_name)
+                    if hf_name in splits:
+                        for et_name, block in cut_rows(hf_name, tensor, splits[hf_name]):
+                            writer.add(et_name, block)
+                    else:
+                        writer.add(mapping[hf_name], tensor)
                     advance(1)
             writer.close()
             (tmp / PARAMS_FILE).write_text(json.dumps(params, indent=2))
@@ -93,4 +138,5 @@ def run(model_dir: Path, out_dir: Path) -> ConvertResult:
                 (Path(model_dir) / "config.json").read_text(encoding="utf-8")
             )
             copy_side_files(Path(model_dir), tmp)
-    return ConvertResult(Path(out_dir), family.name, params, len(mapping))
+    tensors = len(mapping) + sum(len(blocks) for blocks in splits.values())
+    return ConvertResult(Path(out_dir), family.name, params, tensors)

@@ -58,6 +58,7 @@ class ExportResult:
 def model_args(params: dict[str, Any], options: ExportOptions) -> Any:
     from executorch.examples.models.llama.model_args import ModelArgs
 
+    _check_longrope_ctx(params, options)
     return ModelArgs(
         **params,
         max_seq_len=options.seq_len,
@@ -67,6 +68,25 @@ def model_args(params: dict[str, Any], options: ExportOptions) -> Any:
         use_sdpa_with_kv_cache_op=True,
         enable_dynamic_shape=True,
     )
+
+
+def _check_longrope_ctx(params: dict[str, Any], options: ExportOptions) -> None:
+    """LongRoPE: ExecuTorch bakes the factor set for the whole cache into the program.
+
+    Past original_max_position_embeddings it would use long_factor at every position, while
+    transformers uses short_factor until a sequence actually grows that long.
+    """
+    original = params.get("original_max_position_embeddings")
+    if params.get("rope_scaling_long_factor") is None or original is None:
+        return
+    if options.ctx > original and params["rope_scaling_long_factor"] != params.get(
+        "rope_scaling_short_factor"
+    ):
+        raise InputError(
+            f"--ctx {options.ctx} exceeds this model's LongRoPE switch point "
+            f"(original_max_position_embeddings {original}): the program would rotate short "
+            f"prompts with long_factor, unlike the model; use --ctx {original} or less"
+        )
 
 
 def load_eager_model(converted_dir: Path, options: ExportOptions) -> torch.nn.Module:

@@ -8,6 +8,7 @@ supported family is a recipe file; adding a family is one entry here.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,20 @@ QK_NORM_KEYS: dict[str, str] = {
 
 
 @dataclass(frozen=True)
+class Split:
+    """One Hugging Face tensor holding several ExecuTorch tensors stacked along dim 0.
+
+    Phi-3's `qkv_proj` is [q; k; v] and its `gate_up_proj` is [gate; up]. Cutting rows is exact
+    for torchao's row-wise quantized tensors too (scales are per output row), so the split can
+    run after quantization.
+    """
+
+    source: str  # HF template
+    targets: tuple[str, ...]  # ExecuTorch templates, in row order
+    rows: Callable[[Mapping[str, Any]], tuple[int, ...]]  # row counts, from the derived params
+
+
+@dataclass(frozen=True)
 class Family:
     name: str
     architectures: tuple[str, ...]
@@ -52,8 +67,11 @@ class Family:
     model_args: Callable[[Any], dict[str, Any]]
     # Keys that exist only under a config condition (e.g. qkv bias), added by `keys_for`.
     conditional_keys: Callable[[Any], Mapping[str, str]] = field(default=lambda cfg: {})
+    splits: tuple[Split, ...] = ()
     embedding_key: str = "model.embed_tokens.weight"
     lm_head_key: str = "lm_head.weight"
+    # Why ExecuTorch's llama Transformer cannot run this family yet (None: it can).
+    blocked: str | None = None
 
     def keys_for(self, config: Any) -> dict[str, str]:
         return {**self.keys, **self.conditional_keys(config)}
@@ -76,12 +94,23 @@ def rope_parameters(config: Any) -> dict[str, Any]:
     return params
 
 
+def head_dim_of(cfg: Any) -> int:
+    return getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+
+
+def partial_rotary_factor(cfg: Any) -> float:
+    rope = rope_parameters(cfg)
+    return float(rope.get("partial_rotary_factor") or getattr(cfg, "partial_rotary_factor", 1.0))
+
+
 def common_model_args(config: Any) -> dict[str, Any]:
     """ModelArgs fields every llama-like decoder derives the same way."""
     cfg = text_config(config)
     n_heads = cfg.num_attention_heads
-    head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // n_heads
+    head_dim = head_dim_of(cfg)
     rope = rope_parameters(cfg)
+    partial = partial_rotary_factor(cfg)
+    extra = {"partial_rotary_factor": partial} if partial != 1.0 else {}
     return {
         "dim": cfg.hidden_size,
         "n_layers": cfg.num_hidden_layers,
@@ -95,6 +124,7 @@ def common_model_args(config: Any) -> dict[str, Any]:
         # HF checkpoints rotate halves, not interleaved pairs: no q/k weight permutation needed.
         "use_hf_rope": True,
         "attention_qkv_bias": bool(getattr(cfg, "attention_bias", False)),
+        **extra,
     }
 
 
@@ -115,6 +145,124 @@ def _require_silu(config: Any, family: str) -> None:
         )
 
 
+def llama3_rope_divisors(rope: Mapping[str, Any], rotary_dim: int) -> list[float]:
+    """Llama 3.1's frequency scaling as one divisor per rotary frequency.
+
+    Same formula as transformers' `_compute_llama3_parameters`: high frequencies stay,
+    low ones are divided by `factor`, the band between is blended smoothly.
+    """
+    factor = float(rope["factor"])
+    low, high = float(rope["low_freq_factor"]), float(rope["high_freq_factor"])
+    old_context = float(rope["original_max_position_embeddings"])
+    theta = float(rope["rope_theta"])
+    divisors = []
+    for index in range(0, rotary_dim, 2):
+        wavelen = 2 * math.pi * theta ** (index / rotary_dim)
+        if wavelen < old_context / high:
+            divisors.append(1.0)
+        elif wavelen > old_context / low:
+            divisors.append(factor)
+        else:
+            smooth = (old_context / wavelen - low) / (high - low)
+            divisors.append(1.0 / ((1 - smooth) / factor + smooth))
+    return divisors
+
+
+def longrope_attention_factor(cfg: Any, rope: Mapping[str, Any]) -> float:
+    """The cos/sin scale transformers applies for LongRoPE (`_compute_longrope_parameters`)."""
+    if rope.get("attention_factor") is not None:
+        return float(rope["attention_factor"])
+    original = _original_max_positions(cfg, rope)
+    factor = rope.get("factor") or cfg.max_position_embeddings / original
+    return 1.0 if factor <= 1.0 else math.sqrt(1 + math.log(factor) / math.log(original))
+
+
+def _original_max_positions(cfg: Any, rope: Mapping[str, Any]) -> int:
+    value = rope.get("original_max_position_embeddings") or getattr(
+        cfg, "original_max_position_embeddings", None
+    )
+    if not value:
+        raise UnsupportedModel(
+            "rope scaling needs original_max_position_embeddings, which config.json lacks"
+        )
+    return int(value)
+
+
+def rope_scaling_args(config: Any, family: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """ModelArgs for the config's rope scaling, through ExecuTorch's HF rope path.
+
+    ExecuTorch's `hf_precompute_freqs_cis` divides each inverse frequency by a LongRoPE factor
+    and scales cos/sin by an attention factor. LongRoPE maps onto it directly; Llama 3's
+    scaling is also a per-frequency division, so it is expressed as the same factor list
+    (`use_scaled_rope` exists only on the interleaved rope path, which would need permuted
+    q/k weights and hard-codes the original 8192-token context).
+    """
+    cfg = text_config(config)
+    rope = rope_parameters(cfg)
+    kind = rope["rope_type"]
+    if kind not in allowed:
+        raise UnsupportedModel(
+            f"{family} checkpoint uses rope_type '{kind}', which mobq cannot export "
+            f"(supported for {family}: {', '.join(allowed)})"
+        )
+    rotary_dim = int(head_dim_of(cfg) * partial_rotary_factor(cfg))
+    if kind == "llama3":
+        divisors = llama3_rope_divisors(rope, rotary_dim)
+        return {
+            "rope_scaling_short_factor": divisors,
+            "rope_scaling_long_factor": divisors,
+            "rope_scaling_attention_factor": 1.0,
+        }
+    if kind == "longrope":
+        short, long = list(rope["short_factor"]), list(rope["long_factor"])
+        if len(short) != rotary_dim // 2 or len(long) != rotary_dim // 2:
+            raise UnsupportedModel(
+                f"{family} LongRoPE factors have {len(short)}/{len(long)} entries; the rotary "
+                f"dimension {rotary_dim} needs {rotary_dim // 2}"
+            )
+        return {
+            "rope_scaling_short_factor": [float(v) for v in short],
+            "rope_scaling_long_factor": [float(v) for v in long],
+            # ExecuTorch picks long_factor when the context exceeds this, as transformers does.
+            "original_max_position_embeddings": _original_max_positions(cfg, rope),
+            "max_position_embeddings": int(cfg.max_position_embeddings),
+            "rope_scaling_attention_factor": longrope_attention_factor(cfg, rope),
+        }
+    return {}
+
+
+def _require_full_attention(config: Any, family: str) -> None:
+    """A sliding window shorter than the model's context would need a windowed KV cache."""
+    cfg = text_config(config)
+    window = getattr(cfg, "sliding_window", None)
+    if window and window < cfg.max_position_embeddings:
+        raise UnsupportedModel(
+            f"{family} checkpoint limits attention to a sliding window of {window} tokens; "
+            "mobq exports full causal attention only"
+        )
+
+
+def llama_model_args(config: Any) -> dict[str, Any]:
+    _require_silu(config, "llama")
+    cfg = text_config(config)
+    if getattr(cfg, "mlp_bias", False):
+        raise UnsupportedModel("llama checkpoint has mlp_bias; ExecuTorch's FeedForward has none")
+    return {
+        **common_model_args(config),
+        **rope_scaling_args(config, "llama", ("default", "llama3")),
+    }
+
+
+def phi3_model_args(config: Any) -> dict[str, Any]:
+    _require_silu(config, "phi3")
+    _require_full_attention(config, "phi3")
+    return {
+        **common_model_args(config),
+        **rope_scaling_args(config, "phi3", ("default", "longrope")),
+        "attention_qkv_bias": False,  # Phi-3's fused qkv_proj never has a bias
+    }
+
+
 def qwen3_model_args(config: Any) -> dict[str, Any]:
     _require_default_rope(config, "qwen3")
     _require_silu(config, "qwen3")
@@ -130,6 +278,46 @@ def _qkv_bias(config: Any) -> Mapping[str, str]:
     return QKV_BIAS_KEYS if getattr(text_config(config), "attention_bias", False) else {}
 
 
+_FUSED = (".wq.weight", ".wk.weight", ".wv.weight", ".w1.weight", ".w3.weight")
+PHI3_KEYS = {et: hf for et, hf in LLAMA_LIKE_KEYS.items() if not et.endswith(_FUSED)}
+PHI3_SPLITS = (
+    Split(
+        "model.layers.{L}.self_attn.qkv_proj.weight",
+        (
+            "layers.{L}.attention.wq.weight",
+            "layers.{L}.attention.wk.weight",
+            "layers.{L}.attention.wv.weight",
+        ),
+        lambda p: (
+            p["n_heads"] * p["head_dim"],
+            p["n_kv_heads"] * p["head_dim"],
+            p["n_kv_heads"] * p["head_dim"],
+        ),
+    ),
+    # Phi3MLP: gate, up = gate_up_proj(x).chunk(2): the gate rows come first.
+    Split(
+        "model.layers.{L}.mlp.gate_up_proj.weight",
+        ("layers.{L}.feed_forward.w1.weight", "layers.{L}.feed_forward.w3.weight"),
+        lambda p: (p["hidden_dim"], p["hidden_dim"]),
+    ),
+)
+
+# What ExecuTorch 1.5.1's llama Transformer lacks for Gemma-3 (read from its sources).
+GEMMA3_MISSING = (
+    "ExecuTorch 1.5.1's llama Transformer cannot express Gemma-3: its TransformerBlock has no "
+    "post-attention/post-feedforward norms (ModelArgs.post_attention_norm/post_ffn_norm are "
+    "never read), FeedForward is fixed to SiLU (act_fn is never read, Gemma needs GELU-tanh), "
+    "embedding_scale_factor is never applied (Gemma scales by sqrt(hidden)), and attention has "
+    "no per-layer sliding window nor a second rope base (local_rope_theta is never read); "
+    "also, the runner's tokenizer (pytorch_tokenizers 1.5.0) splits Gemma's whitespace runs "
+    "unlike transformers"
+)
+
+
+def gemma3_model_args(config: Any) -> dict[str, Any]:
+    raise UnsupportedModel(GEMMA3_MISSING)
+
+
 FAMILIES: dict[str, Family] = {
     "qwen3": Family(
         name="qwen3",
@@ -138,19 +326,52 @@ FAMILIES: dict[str, Family] = {
         model_args=qwen3_model_args,
         conditional_keys=_qkv_bias,
     ),
+    "llama": Family(
+        name="llama",
+        architectures=("LlamaForCausalLM",),
+        keys=LLAMA_LIKE_KEYS,
+        model_args=llama_model_args,
+        conditional_keys=_qkv_bias,
+    ),
+    "phi3": Family(
+        name="phi3",
+        architectures=("Phi3ForCausalLM",),
+        keys=PHI3_KEYS,
+        model_args=phi3_model_args,
+        splits=PHI3_SPLITS,
+    ),
+    "gemma3": Family(
+        name="gemma3",
+        architectures=("Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"),
+        keys={},
+        model_args=gemma3_model_args,
+        blocked=GEMMA3_MISSING,
+    ),
 }
 
 CAUSAL_LM_SUFFIXES = ("ForCausalLM", "ForConditionalGeneration", "LMHeadModel")
 
 
 def supported_architectures() -> list[str]:
-    return sorted(arch for family in FAMILIES.values() for arch in family.architectures)
+    return sorted(
+        arch
+        for family in FAMILIES.values()
+        if family.blocked is None
+        for arch in family.architectures
+    )
 
 
 def family_for_config(config: Any, where: str = "config.json") -> Family:
     architectures = list(getattr(config, "architectures", None) or [])
     for family in FAMILIES.values():
         if any(arch in family.architectures for arch in architectures):
+            if family.blocked is not None:
+                raise UnsupportedModel(
+                    f"{where}: {', '.join(architectures)} ({family.name}) cannot be exported "
+                    f"yet. {family.blocked}. Supported: {', '.join(supported_architectures())}"
+                )
+            # Derive ModelArgs now: a quirk mobq cannot export fails before any stage runs.
+            family.model_args(config)
             return family
     shown = ", ".join(architectures) or f"model_type={getattr(config, 'model_type', '?')}"
     if architectures and not any(a.endswith(CAUSAL_LM_SUFFIXES) for a in architectures):

@@ -257,8 +257,10 @@ def derive_prompt_format(tokenizer_dir: Path) -> PromptFormat | None:
 
     try:
         one = render([("user", u1)])
-        one_closed = render([("user", u1)], gen=False)
-        answered = render([("user", u1), ("assistant", a1)], gen=False)
+        one_closed = _strip_closing_eos(render([("user", u1)], gen=False), tokenizer)
+        answered = _strip_closing_eos(
+            render([("user", u1), ("assistant", a1)], gen=False), tokenizer
+        )
         two = render([("user", u1), ("assistant", a1), ("user", u2)])
     except Exception:  # a template that cannot render plain turns: apps fall back to raw text
         return None
@@ -283,6 +285,12 @@ def derive_prompt_format(tokenizer_dir: Path) -> PromptFormat | None:
     fmt = _with_thinking(fmt, render, tokenizer, u1)
     rebuilt = fmt.render([("user", u1), ("assistant", a1), ("user", u2)])
     return fmt if rebuilt == two else None
+
+
+def _strip_closing_eos(text: str, tokenizer: Any) -> str:
+    """Templates like Phi-4-mini's end a finished conversation with eos; turns do not."""
+    eos = getattr(tokenizer, "eos_token", None)
+    return text[: -len(eos)] if eos and text.endswith(eos) else text
 
 
 def _with_system(fmt: PromptFormat, render: Any, s1: str, u1: str) -> PromptFormat:
@@ -320,3 +328,94 @@ def _with_thinking(fmt: PromptFormat, render: Any, tokenizer: Any, u1: str) -> P
         "think_close": "</think>" if has_tags else None,
     }
     return fmt.model_copy(update=update)
+
+
+# Strings the runner's tokenizer must split exactly as transformers does: unicode, whitespace
+# runs, code, emoji and special tokens, as in real chat prompts.
+RUNNER_PROBES = (
+    "Hello world",
+    "  leading   spaces\n\n\ttabs and trailing  ",
+    "héllo wörld — naïve café, Ünïcödé; 日本語のテスト, 中文, русский, العربية",
+    "def f(x):\n    return x**2  # two  spaces\n\tindented\r\nwindows line",
+    "emoji 😀👍🏽 🇫🇷 👨‍👩‍👧",
+    "numbers 1234567 3.14159 1e-9 0x1F",
+    "   ",
+    "a\u00a0b\u2009c",
+)
+
+
+@dataclass(frozen=True)
+class TokenMismatch:
+    text: str
+    runner_ids: list[int]
+    hf_ids: list[int]
+
+
+def _runner_tokenizer(path: Path) -> Any:
+    """pytorch_tokenizers' HFTokenizer: what ExecuTorch's TextLLMRunner and the apps load."""
+    from mobq.runtime import quiet_native_logs
+
+    with quiet_native_logs():  # the C++ library logs regex fallbacks on load
+        from pytorch_tokenizers import CppHFTokenizer
+
+        tokenizer = CppHFTokenizer()
+        tokenizer.load(str(path))
+    return tokenizer
+
+
+def runner_tokenizer_json(tokenizer_dir: Path) -> tuple[dict[str, Any], list[str]]:
+    """tokenizer.json as the runner should get it, and what was changed (why, one line each).
+
+    pytorch_tokenizers' NFC normalizer strips accents ("é" -> "e"); transformers' NFC leaves
+    composed text as it is. Without the normalizer the runner splits NFC text exactly as
+    transformers does, so apps must hand it NFC text (Swift and Kotlin normalize natively).
+    """
+    data = _read_json(Path(tokenizer_dir) / "tokenizer.json")
+    changes: list[str] = []
+    normalizer = data.get("normalizer") or {}
+    if normalizer.get("type") == "NFC":
+        data["normalizer"] = None
+        changes.append(
+            "dropped the NFC normalizer (pytorch_tokenizers' strips accents); feed NFC text"
+        )
+    return data, changes
+
+
+def runner_tokenizer_mismatches(
+    tokenizer_json: Path, texts: tuple[str, ...] = RUNNER_PROBES, *, reference: Path | None = None
+) -> list[TokenMismatch]:
+    """Texts on which the runner's tokenizer disagrees with transformers' (special tokens on)."""
+    from tokenizers import Tokenizer
+
+    runner = _runner_tokenizer(Path(tokenizer_json))
+    hf = Tokenizer.from_file(str(reference or tokenizer_json))
+    out = []
+    for text in texts:
+        runner_ids = [int(i) for i in runner.encode(text, 0, 0)]
+        hf_ids = hf.encode(text, add_special_tokens=False).ids
+        if runner_ids != hf_ids:
+            out.append(TokenMismatch(text, runner_ids, hf_ids))
+    return out
+
+
+def write_runner_tokenizer(
+    tokenizer_dir: Path, out_path: Path, texts: tuple[str, ...] = RUNNER_PROBES
+) -> list[str]:
+    """Write the runner's tokenizer.json; refuse one it would split unlike transformers."""
+    from mobq import fsutil
+
+    data, changes = runner_tokenizer_json(tokenizer_dir)
+    with fsutil.atomic_path(Path(out_path)) as tmp:
+        Path(tmp).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+        bad = runner_tokenizer_mismatches(
+            Path(tmp), texts, reference=Path(tokenizer_dir) / "tokenizer.json"
+        )
+        if bad:
+            first = bad[0]
+            raise InputError(
+                f"ExecuTorch's tokenizer (pytorch_tokenizers) splits {len(bad)} of {len(texts)} "
+                f"probe strings of {tokenizer_dir}/tokenizer.json unlike transformers, e.g. "
+                f"{first.text!r}: runner {first.runner_ids[:12]} vs {first.hf_ids[:12]}; the app "
+                "would feed the model different tokens than it was trained on"
+            )
+    return changes

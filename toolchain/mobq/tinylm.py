@@ -78,6 +78,40 @@ def build_tokenizer(out_dir: Path, vocab_size: int = 1024) -> Path:
     return out_dir
 
 
+def extend_tokenizer(
+    base_dir: Path, out_dir: Path, added: dict[int, str], config: dict[str, Any]
+) -> Path:
+    """A tokenizer that is `base_dir`'s plus special tokens at fixed ids, with its own config.
+
+    Phi-4-mini's tokenizer is the o200k vocabulary plus chat tokens at ids 200018-200028;
+    this rebuilds it from the base files without any download.
+    """
+    data = json.loads((Path(base_dir) / "tokenizer.json").read_text(encoding="utf-8"))
+    present = {entry["id"] for entry in data["added_tokens"]}
+    for token_id, content in sorted(added.items()):
+        if token_id in present:
+            continue
+        # transformers renumbers added tokens unknown to the model vocabulary; listing them
+        # there too keeps the given ids (the C++ runner reads them from added_tokens).
+        data["model"]["vocab"][content] = token_id
+        data["added_tokens"].append(
+            {
+                "id": token_id,
+                "content": content,
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "special": True,
+            }
+        )
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False))
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    return out_dir
+
+
 def tokenizer_special_ids(tokenizer_dir: Path) -> dict[str, int]:
     from tokenizers import Tokenizer
 
@@ -114,7 +148,27 @@ def tiny_config(architecture: dict[str, Any], spec: TinySpec, vocab_size: int) -
         config["max_window_layers"] = spec.num_hidden_layers
     if spec.tie_word_embeddings is not None:
         config["tie_word_embeddings"] = spec.tie_word_embeddings
+    _shrink_rope_factors(config, spec)
     return config
+
+
+def _shrink_rope_factors(config: dict[str, Any], spec: TinySpec) -> None:
+    """LongRoPE keeps one factor per rotary frequency: resample the real lists to the toy size.
+
+    Sampling the real values (not ones) keeps the scaling non-trivial in tiny models.
+    """
+    scaling = config.get("rope_scaling") or config.get("rope_parameters")
+    if not isinstance(scaling, dict):
+        return
+    partial = float(scaling.get("partial_rotary_factor") or config.get("partial_rotary_factor", 1))
+    wanted = int(spec.head_dim * partial) // 2
+    scaling = dict(scaling)
+    for key in ("short_factor", "long_factor"):
+        values = scaling.get(key)
+        if isinstance(values, list) and values and len(values) != wanted:
+            step = (len(values) - 1) / max(wanted - 1, 1)
+            scaling[key] = [values[round(i * step)] for i in range(wanted)]
+    config["rope_scaling" if "rope_scaling" in config else "rope_parameters"] = scaling
 
 
 def save_model(
