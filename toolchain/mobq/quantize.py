@@ -132,11 +132,21 @@ def _require_some_linear_quantized(plan: QuantPlan, scheme: Scheme, options: Qua
         )
 
 
-def quantize_weight(kind: str, weight: torch.Tensor, config: Any) -> torch.Tensor:
-    """One weight through torchao's quantize_, via a throwaway module of the right type."""
+def quantize_weight(
+    kind: str,
+    weight: torch.Tensor,
+    config: Any,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """One weight through torchao's quantize_, via a throwaway module of the right type.
+
+    GPU packings are made on the GPU (tinygemm's layout is the device's); the result comes
+    back to the CPU so the shard writer can stream it.
+    """
     from torchao.quantization import quantize_
 
-    weight = weight.to(torch.float32)
+    weight = weight.to(device=device, dtype=dtype)
     if kind == "linear":
         module: torch.nn.Module = torch.nn.Linear(
             weight.shape[1], weight.shape[0], bias=False, device="meta"
@@ -145,7 +155,8 @@ def quantize_weight(kind: str, weight: torch.Tensor, config: Any) -> torch.Tenso
         module = torch.nn.Embedding(weight.shape[0], weight.shape[1], device="meta")
     module.weight = torch.nn.Parameter(weight, requires_grad=False)
     quantize_(module, config, filter_fn=lambda *_: True)
-    return module.weight.detach()
+    quantized = module.weight.detach()
+    return quantized if device == "cpu" else quantized.to("cpu")
 
 
 def collapse_plan(plan: QuantPlan, options: QuantOptions) -> dict[str, Any]:
@@ -199,6 +210,7 @@ class QuantizeResult:
     quantization_config: dict[str, Any]
     bytes_in: int
     bytes_out: int
+    server_target: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -206,6 +218,7 @@ class QuantizeResult:
             "scheme": self.scheme,
             "group_size": self.options.group_size,
             "hqq": self.options.hqq,
+            "server_target": self.server_target,
             "modules": self.plan_summary,
             "skipped": self.skipped,
             "overrides": self.overrides,
@@ -221,14 +234,17 @@ def run(
     scheme_name: str,
     options: QuantOptions | None = None,
     overrides: list[Override] | None = None,
+    source_id: str | None = None,
 ) -> QuantizeResult:
-    options = options or QuantOptions()
+    """Quantize `model_dir` into `out_dir`; `source_id` (a hub id) names the base model in cards."""
     overrides = overrides or []
-    scheme = check_scheme_name(scheme_name)
+    scheme = check_scheme_name(scheme_name, target=None)
+    options = options or QuantOptions(group_size=scheme.default_group_size)
     config = load_config(model_dir)
     family = family_for_config(config, f"{model_dir}/config.json")
     modules = quantizable_modules(config)
     plan = make_plan(modules, scheme, options, overrides)
+    placements = _placements(plan, options)
     for name, why in plan.skipped.items():
         progress.info(f"[yellow]kept in float[/]: {name} ({why})")
     configs = {
@@ -250,7 +266,10 @@ def run(
                     module = name.rsplit(".", 1)[0]
                     tensor = reader.get(name)
                     if name.endswith(".weight") and module in configs:
-                        tensor = quantize_weight(modules[module][0], tensor, configs[module])
+                        device, dtype = placements[plan.modules[module][1]]
+                        tensor = quantize_weight(
+                            modules[module][0], tensor, configs[module], device, dtype
+                        )
                     writer.add(name, tensor)
                     del tensor
                     advance(1)
@@ -261,6 +280,7 @@ def run(
             (tmp / "config.json").write_text(json.dumps(raw, indent=2))
             copy_side_files(Path(model_dir), tmp)
             bytes_out = writer.total_bytes
+            target = _write_server_card(tmp, scheme, options, plan, source_id or str(model_dir))
     return QuantizeResult(
         path=Path(out_dir),
         scheme=scheme_name,
@@ -273,4 +293,42 @@ def run(
         quantization_config=quant_config,
         bytes_in=bytes_in,
         bytes_out=bytes_out,
+        server_target=target,
     )
+
+
+def _placements(plan: QuantPlan, options: QuantOptions) -> dict[str, tuple[str, torch.dtype]]:
+    """Module scheme -> (device, dtype) its weights are quantized on; checks the device exists."""
+    found: dict[str, tuple[str, torch.dtype]] = {}
+    for _, name in plan.modules.values():
+        device, dtype = MODULE_SCHEMES[name].placement(options)
+        found[name] = (device, getattr(torch, dtype))
+    if any(device == "cuda" for device, _ in found.values()) and not torch.cuda.is_available():
+        target = options.server_target().name
+        raise InputError(
+            f"--target {target} packs int4 weights for its GPU's kernels and needs CUDA, which "
+            "this host lacks; quantize on that GPU, or pass --target cpu to test here"
+        )
+    return found
+
+
+def _write_server_card(
+    directory: Path, scheme: Scheme, options: QuantOptions, plan: QuantPlan, source_id: str
+) -> str | None:
+    """Server checkpoints are published as they are: record the recipe and write the card."""
+    if scheme.target != "server":
+        return None
+    from mobq import modelcard
+
+    target = options.server_target()
+    record = modelcard.QuantRecord.create(
+        base_model=source_id,
+        scheme=scheme.name,
+        group_size=options.group_size,
+        target=target.name,
+        packing=target.packing,
+        modules=plan.summary(),
+        torchao_config=MODULE_SCHEMES[scheme.linear or "none"].torchao_config(options),
+    )
+    modelcard.write(directory, record)
+    return target.name

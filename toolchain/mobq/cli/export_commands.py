@@ -204,9 +204,20 @@ def untie(model: str, out: Path, force: bool) -> None:
 @click.option(
     "--out", "-o", type=click.Path(path_type=Path), required=True, help="Output directory."
 )
-@click.option("--scheme", default="8da4w", show_default=True, help=_scheme_help)
-@click.option("--group-size", type=int, default=32, show_default=True)
-@click.option("--hqq", is_flag=True, help="HQQ scale-only qparams.")
+@click.option(
+    "--scheme",
+    default="8da4w",
+    show_default=True,
+    help=_scheme_help[:-1] + ", or int4-hqq (GPU servers: transformers, vLLM; not a .pte).",
+)
+@click.option("--group-size", type=int, help="Int4 weight group size [32; int4-hqq: 128].")
+@click.option("--hqq", is_flag=True, help="HQQ scale-only qparams (int4-hqq always uses HQQ).")
+@click.option(
+    "--target",
+    type=click.Choice(["h100", "a100", "cpu"]),
+    help="int4-hqq: the GPU the checkpoint serves on, which picks torchao's int4 packing "
+    "[this host's GPU, else cpu].",
+)
 @click.option("--override", "overrides", multiple=True, metavar="PATTERN=SCHEME")
 @click.option("--force", is_flag=True)
 @click.option("--json", "as_json", is_flag=True)
@@ -214,27 +225,37 @@ def quantize(
     model: str,
     out: Path,
     scheme: str,
-    group_size: int,
+    group_size: int | None,
     hqq: bool,
+    target: str | None,
     overrides: tuple[str, ...],
     force: bool,
     as_json: bool,
 ) -> None:
-    """Quantize with torchao as the model cards do; the result loads back in transformers."""
+    """Quantize with torchao as the model cards do; the result loads back in transformers.
+
+    \b
+    mobq quantize ./qwen3-untied --out q8da4w
+    mobq quantize Qwen/Qwen3-8B --scheme int4-hqq --out Qwen3-8B-INT4   (on the serving GPU)
+    """
     from mobq import fsutil, source
     from mobq import quantize as quantize_stage
-    from mobq.schemes import QuantOptions
+    from mobq.schemes import QuantOptions, check_scheme_name
 
+    chosen = check_scheme_name(scheme, target=None)
+    options = QuantOptions(group_size or chosen.default_group_size, hqq, target)
     fsutil.prepare_output_dir(out, force=force)
     parsed = [quantize_stage.Override.parse(text) for text in overrides]
+    resolved = source.resolve(model)
     result = quantize_stage.run(
-        source.resolve(model).path, out, scheme, QuantOptions(group_size, hqq), parsed
+        resolved.path, out, scheme, options, parsed, source_id=resolved.hub_id or model
     )
     if as_json:
         print_json(result.to_dict())
         return
+    where = f" for {result.server_target}" if result.server_target else ""
     click.echo(
-        f"{scheme}: {result.bytes_in / 1e6:.1f} MB -> {result.bytes_out / 1e6:.1f} MB in {out}"
+        f"{scheme}{where}: {result.bytes_in / 1e6:.1f} MB -> {result.bytes_out / 1e6:.1f} MB in {out}"
     )
     for key, count in result.plan_summary.items():
         click.echo(f"  {key}: {count} modules")

@@ -1,0 +1,286 @@
+"""`mobq bench-gpu`: peak GPU memory and batch-1 latency of a checkpoint vs its bf16 baseline.
+
+Each model is measured in a fresh spawned process, so one model's allocator pool, compiled
+graphs and CUDA graphs never count towards the other's peak. Peak memory covers loading and
+generation, as a server sees it. Latency is `generate` for a fixed number of prompt and new
+tokens (min_new_tokens pins the length, so random weights stopping early cannot flatter it).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mobq import fsutil, progress
+from mobq.errors import InputError, ResourceError
+
+RESULT_PREFIX = "MOBQ_GPU_BENCH_RESULT "
+FILLER = "Summarize the history of the printing press and its effect on science. "
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    prompt_tokens: int = 256
+    new_tokens: int = 256
+    runs: int = 3
+    warmup: int = 2  # the first compiles and the second records CUDA graphs
+    compile: bool = True  # static cache, which makes transformers torch.compile the decoder
+
+    def __post_init__(self) -> None:
+        for name in ("prompt_tokens", "new_tokens", "runs"):
+            if getattr(self, name) <= 0:
+                raise InputError(f"--{name.replace('_', '-')} must be positive")
+        if self.warmup < 0:
+            raise InputError("--warmup must be zero or more")
+
+
+def require_cuda() -> str:
+    """The GPU's name; a clear error on a host without one (before any model is read)."""
+    import torch
+
+    if not torch.cuda.is_available():
+        built = torch.version.cuda
+        why = f"torch {torch.__version__} sees no CUDA device" + (
+            "" if built else " (a CPU-only build)"
+        )
+        raise ResourceError(f"bench-gpu needs a CUDA GPU: {why}; run it on the GPU machine")
+    return torch.cuda.get_device_name(0)
+
+
+def chat_prompt_ids(tokenizer: Any, length: int) -> list[int]:
+    """A one-turn chat prompt of exactly `length` tokens: the template around filler text."""
+    marker = "\x00MOBQ\x00"
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": marker}], tokenize=False, add_generation_prompt=True
+    )
+    if not isinstance(text, str) or marker not in text:
+        raise InputError("the tokenizer's chat template does not render a user message")
+    head, tail = text.split(marker)
+    prefix = tokenizer.encode(head, add_special_tokens=False)
+    suffix = tokenizer.encode(tail, add_special_tokens=False)
+    room = length - len(prefix) - len(suffix)
+    if room <= 0:
+        raise InputError(
+            f"--prompt-tokens {length} is shorter than the chat template itself "
+            f"({len(prefix) + len(suffix)} tokens)"
+        )
+    filler: list[int] = []
+    while len(filler) < room:
+        filler += tokenizer.encode(FILLER, add_special_tokens=False)
+    return prefix + filler[:room] + suffix
+
+
+def _generate_kwargs(settings: BenchSettings, tokenizer: Any) -> dict[str, Any]:
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": settings.new_tokens,
+        "min_new_tokens": settings.new_tokens,
+        "do_sample": False,
+        "pad_token_id": pad,
+    }
+    if settings.compile:
+        kwargs["cache_implementation"] = "static"
+    else:
+        kwargs["disable_compile"] = True
+    return kwargs
+
+
+def measure(model_dir: str, settings: BenchSettings) -> dict[str, Any]:
+    """Load `model_dir` on the GPU and time `generate`; run it in a process of its own."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=torch.bfloat16, device_map="cuda"
+    ).eval()
+    torch.cuda.synchronize()
+    load_s = time.perf_counter() - started
+    weights = torch.cuda.memory_allocated()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    ids = torch.tensor([chat_prompt_ids(tokenizer, settings.prompt_tokens)], device="cuda")
+    kwargs = _generate_kwargs(settings, tokenizer)
+    seconds: list[float] = []
+    for run in range(settings.warmup + settings.runs):
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+        torch.cuda.synchronize()
+        if run >= settings.warmup:
+            seconds.append(time.perf_counter() - started)
+        generated = out.shape[1] - ids.shape[1]
+        if generated != settings.new_tokens:
+            raise ResourceError(f"generate made {generated} tokens, not {settings.new_tokens}")
+    latency = statistics.median(seconds)
+    return {
+        "model": model_dir,
+        "load_s": round(load_s, 2),
+        "weights_gb": weights / 1e9,
+        "peak_reserved_gb": torch.cuda.max_memory_reserved() / 1e9,
+        "peak_allocated_gb": torch.cuda.max_memory_allocated() / 1e9,
+        "latency_s": latency,
+        "latency_runs_s": seconds,
+        "tokens_per_s": settings.new_tokens / latency,
+        "weight_types": _weight_types(model),
+    }
+
+
+def _weight_types(model: Any) -> dict[str, int]:
+    """Which tensor class holds each parameter: shows what still sits in bf16."""
+    counts: dict[str, int] = {}
+    for _, param in model.named_parameters():
+        key = f"{type(param.data).__name__}:{param.dtype}".replace("torch.", "")
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def measure_isolated(model_dir: Path, settings: BenchSettings) -> dict[str, Any]:
+    """`measure` in a child interpreter: nothing of one model's GPU state reaches the next.
+
+    A plain subprocess rather than multiprocessing: spawn re-imports the caller's __main__,
+    which re-runs any script that calls this without a main guard.
+    """
+    import json
+    import subprocess
+    import sys
+
+    args = json.dumps({"model_dir": str(model_dir), "settings": asdict(settings)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "mobq.gpu_bench", args], capture_output=True, text=True, check=False
+    )
+    return parse_child_output(proc.returncode, proc.stdout, proc.stderr)
+
+
+def parse_child_output(returncode: int, stdout: str, stderr: str) -> dict[str, Any]:
+    """The child's last stdout line is its JSON result; otherwise its error, on one line."""
+    import json
+
+    lines = [line for line in stdout.splitlines() if line.startswith(RESULT_PREFIX)]
+    if returncode == 0 and lines:
+        return json.loads(lines[-1][len(RESULT_PREFIX) :])
+    tail = [line for line in stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
+    raise ResourceError(f"the benchmark process failed (exit {returncode}): {tail[0].strip()}")
+
+
+def _child_main(argv: list[str]) -> None:
+    import json
+
+    request = json.loads(argv[0])
+    result = measure(request["model_dir"], BenchSettings(**request["settings"]))
+    print(RESULT_PREFIX + json.dumps(result), flush=True)
+
+
+def compare(
+    gpu: str,
+    settings: BenchSettings,
+    quantized: dict[str, Any],
+    baseline: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Side-by-side figures; reduction and speedup are against the bf16 baseline."""
+    import torch
+
+    result: dict[str, Any] = {
+        "gpu": gpu,
+        "versions": f"torch {torch.__version__}, {_package_versions()}",
+        "settings": asdict(settings),
+        "quantized": quantized,
+        "baseline": baseline,
+        "memory_reduction": None,
+        "speedup": None,
+    }
+    if baseline:
+        result["memory_reduction"] = (
+            1 - quantized["peak_reserved_gb"] / baseline["peak_reserved_gb"]
+        )
+        result["speedup"] = baseline["latency_s"] / quantized["latency_s"]
+    return result
+
+
+def _package_versions() -> str:
+    from mobq.hostinfo import versions
+
+    found = versions()
+    return ", ".join(f"{name} {found[name]}" for name in ("torchao", "transformers"))
+
+
+def run(
+    model_dir: Path,
+    baseline_dir: Path | None = None,
+    settings: BenchSettings | None = None,
+    save: bool = False,
+) -> dict[str, Any]:
+    settings = settings or BenchSettings()
+    gpu = require_cuda()
+    for directory in filter(None, (model_dir, baseline_dir)):
+        if not (Path(directory) / "config.json").is_file():
+            raise InputError(f"{directory} is not a Hugging Face checkpoint (no config.json)")
+    with progress.stage("bench-gpu", f"{model_dir} on {gpu}"):
+        quantized = measure_isolated(Path(model_dir), settings)
+        baseline = measure_isolated(Path(baseline_dir), settings) if baseline_dir else None
+    result = compare(gpu, settings, quantized, baseline)
+    if save:
+        from mobq import modelcard
+
+        modelcard.save_figures(Path(model_dir), result)
+    return result
+
+
+def random_checkpoint(
+    recipe_name: str, out_dir: Path, tokenizer_dir: Path | None = None, seed: int = 0
+) -> Path:
+    """The recipe's architecture with random bf16 weights drawn on the GPU, streamed to disk.
+
+    Speed and memory do not depend on weight values; drawing on the GPU keeps an 8B build to
+    seconds, and no fp32 copy of the model exists anywhere.
+    """
+    import json
+
+    import torch
+    from transformers import AutoConfig
+
+    from mobq.checkpoint import CheckpointWriter
+    from mobq.random_weights import INIT_STD, parameter_shapes
+    from mobq.recipes import get_recipe
+    from mobq.untie import copy_side_files
+
+    require_cuda()
+    recipe = get_recipe(recipe_name)
+    architecture = {**recipe.architecture, "dtype": "bfloat16"}
+    shapes = parameter_shapes(AutoConfig.for_model(**architecture))
+    generator = torch.Generator(device="cuda").manual_seed(seed)
+    with fsutil.atomic_path(Path(out_dir), is_dir=True) as tmp:
+        (tmp / "config.json").write_text(json.dumps(architecture, indent=2))
+        writer = CheckpointWriter(tmp)
+        with progress.task(f"random bf16 weights for {recipe.name}", total=len(shapes)) as advance:
+            for name, shape in shapes.items():
+                writer.add(name, _random_on_gpu(name, shape, generator, INIT_STD).cpu())
+                advance(1)
+        writer.close()
+        if tokenizer_dir is None:  # the synthetic ChatML tokenizer: its ids fit any vocab
+            from mobq.tinylm import build_tokenizer
+
+            tokenizer_dir = build_tokenizer(tmp / "_tokenizer")
+        copy_side_files(Path(tokenizer_dir), tmp)
+        fsutil.remove(tmp / "_tokenizer")
+    return Path(out_dir)
+
+
+def _random_on_gpu(name: str, shape: tuple[int, ...], generator: Any, std: float) -> Any:
+    import torch
+
+    if len(shape) == 1:  # norms near one, biases zero, as random_weights does on the CPU
+        if name.endswith("bias"):
+            return torch.zeros(shape, dtype=torch.bfloat16, device="cuda")
+        noise = torch.randn(shape, generator=generator, device="cuda", dtype=torch.bfloat16)
+        return 1.0 + 0.1 * noise
+    return torch.randn(shape, generator=generator, device="cuda", dtype=torch.bfloat16) * std
+
+
+if __name__ == "__main__":
+    import sys
+
+    _child_main(sys.argv[1:])
