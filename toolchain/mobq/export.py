@@ -58,7 +58,7 @@ class ExportResult:
 def model_args(params: dict[str, Any], options: ExportOptions) -> Any:
     from executorch.examples.models.llama.model_args import ModelArgs
 
-    _check_longrope_ctx(params, options)
+    check_longrope_ctx(params, options)
     return ModelArgs(
         **params,
         max_seq_len=options.seq_len,
@@ -70,7 +70,7 @@ def model_args(params: dict[str, Any], options: ExportOptions) -> Any:
     )
 
 
-def _check_longrope_ctx(params: dict[str, Any], options: ExportOptions) -> None:
+def check_longrope_ctx(params: dict[str, Any], options: ExportOptions) -> None:
     """LongRoPE: ExecuTorch bakes the factor set for the whole cache into the program.
 
     Past original_max_position_embeddings it would use long_factor at every position, while

@@ -78,6 +78,8 @@ class RuntimeInfo(_Model):
     max_seq_len: int
     chat_format: PromptFormat | None = None
     chat_template: str | None = None
+    # What mobq changed in tokenizer.json so ExecuTorch's tokenizer splits text as transformers does.
+    tokenizer_changes: list[str] = Field(default_factory=list)
     provenance: dict[str, str] = Field(default_factory=dict)
 
 

@@ -32,7 +32,7 @@ from mobq.manifest import (
 from mobq.schemes import QuantOptions, check_scheme_name
 from mobq.source import TOKENIZER_FILES, Source, load_config, resolve
 
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"  # 2: the export stage writes the runner tokenizer
 DEFAULT_SCHEME = "8da4w"
 DEFAULT_CTX = 1024
 
@@ -231,6 +231,8 @@ def plan_export(request: ExportRequest) -> ExportPlan:
         modules = quantize_stage.quantizable_modules(config)
         quantize_stage.make_plan(modules, scheme, options, settings.overrides)
     export_options = export_stage.ExportOptions(ctx=settings.ctx, max_seq_len=request.max_seq_len)
+    # Family limits on ctx (e.g. LongRoPE's switch point) fail here, not after quantizing.
+    export_stage.check_longrope_ctx(convert_stage.derive_params(config, family), export_options)
     use_given = request.tokenizer and not request.random_weights
     tokenizer_dir = Path(request.tokenizer) if use_given else source.path
     runtime_md = metadata.derive(source.path, tokenizer_dir, config)
@@ -426,6 +428,9 @@ def _export_and_verify(
     """Export and verify as one cached unit: a cached program is always a verified one."""
     out.mkdir(parents=True, exist_ok=True)
     pte = out / "model.pte"
+    # The tokenizer the apps' runner will read, checked against transformers before lowering.
+    runner_tokenizer = out / "tokenizer.json"
+    tokenizer_changes = metadata.write_runner_tokenizer(tokenizer_dir, runner_tokenizer)
     exported = export_stage.run(converted_dir, pte, options, methods)
     try:
         with progress.stage("verify", reference_name):
@@ -439,6 +444,7 @@ def _export_and_verify(
                 bos_id=runtime_md.bos_id if runtime_md.add_bos else None,
                 max_prefill=options.seq_len - 1,
                 ctx=options.ctx,
+                runner_tokenizer=runner_tokenizer,
             )
             progress.info(
                 f"logit SQNR min {result.sqnr_db_min:.1f} dB / mean {result.sqnr_db_mean:.1f} dB, "
@@ -452,6 +458,7 @@ def _export_and_verify(
         **exported.to_dict(),
         "pte": str(pte),
         "verification": result.to_dict(),
+        "runner_tokenizer_changes": tokenizer_changes,
         "_note": f"{exported.bytes / 1e6:.1f} MB, verified",
     }
 
@@ -477,8 +484,10 @@ def _assemble(
         fsutil.link_or_copy(program_dir / "model.pte", tmp / "model.pte")
         files = [file_entry(tmp, "model.pte", "program")]
         for name in TOKENIZER_FILES:
-            if (Path(tokenizer_dir) / name).is_file():
-                shutil.copyfile(Path(tokenizer_dir) / name, tmp / name)
+            # tokenizer.json is the runner's checked copy from the export stage; the rest as given.
+            origin = program_dir if (program_dir / name).is_file() else Path(tokenizer_dir)
+            if (origin / name).is_file():
+                shutil.copyfile(origin / name, tmp / name)
                 files.append(file_entry(tmp, name, name.rsplit(".", 1)[0]))
         fmt = runtime_md.prompt_format
         manifest = Manifest(
@@ -515,6 +524,7 @@ def _assemble(
                 max_seq_len=options.seq_len,
                 chat_format=fmt,
                 chat_template=runtime_md.chat_template,
+                tokenizer_changes=export_result.get("runner_tokenizer_changes", []),
                 provenance=runtime_md.provenance,
             ),
             quantization=quant_result,

@@ -117,6 +117,7 @@ def run(
     max_prefill: int,
     ctx: int,
     decode_steps: int = 4,
+    runner_tokenizer: Path | None = None,
 ) -> VerifyResult:
     prompts = prompt_token_ids(tokenizer_dir, prompt_format, bos_id)
     with progress.task(f"loading the reference ({reference_name})"):
@@ -147,7 +148,9 @@ def run(
                 )
             advance(1)
     del reference
-    runner_tokens, runner_text = runner_smoke_test(pte, Path(tokenizer_dir) / "tokenizer.json")
+    runner_tokens, runner_text = runner_smoke_test(
+        pte, runner_tokenizer or Path(tokenizer_dir) / "tokenizer.json"
+    )
     values = [c.sqnr_db for c in comparisons]
     finite = [v for v in values if math.isfinite(v)] or [200.0]
     result = VerifyResult(

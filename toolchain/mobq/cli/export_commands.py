@@ -17,11 +17,14 @@ from mobq.cli._common import console, print_json
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def models(as_json: bool) -> None:
     """List the recipes in export_configs/: hub id, defaults and architecture."""
+    from mobq.families import FAMILIES
     from mobq.recipes import all_recipes
 
     rows = []
     for recipe in all_recipes().values():
-        arch = recipe.architecture
+        # Multimodal checkpoints (Gemma-3) keep the decoder's fields under text_config.
+        arch = {**recipe.architecture, **(recipe.architecture.get("text_config") or {})}
+        family = FAMILIES.get(recipe.family)
         rows.append(
             {
                 "name": recipe.name,
@@ -35,6 +38,7 @@ def models(as_json: bool) -> None:
                 "vocab": arch.get("vocab_size"),
                 "tied": arch.get("tie_word_embeddings", False),
                 "parameters_b": round(_recipe_parameters(arch) / 1e9, 2),
+                "exportable": family is not None and family.blocked is None,
             }
         )
     if as_json:
@@ -55,6 +59,7 @@ def models(as_json: bool) -> None:
         "vocab",
         "tied",
         "params",
+        "export",
     ):
         table.add_column(
             column,
@@ -73,6 +78,7 @@ def models(as_json: bool) -> None:
             str(row["vocab"]),
             "yes" if row["tied"] else "no",
             f"{row['parameters_b']:.2f}B",
+            "yes" if row["exportable"] else "[yellow]not yet[/]",
         )
     console().print(table)
 
