@@ -38,6 +38,15 @@ def _is_torchao(metadata: dict[str, str] | None) -> bool:
     return bool(metadata) and "tensor_names" in metadata
 
 
+def _has_data(name: str, is_plain: bool, keys: set[str]) -> bool:
+    """torchao stores a quantized `m.weight` as `m._weight_<component>` entries."""
+    if is_plain:
+        return name in keys
+    module, attribute = name.rsplit(".", 1)
+    prefix = f"{module}._{attribute}_"
+    return any(key.startswith(prefix) for key in keys)
+
+
 @dataclass
 class _Entry:
     file: Path
@@ -64,10 +73,14 @@ class CheckpointReader:
         self._handles[file] = handle
         metadata = handle.metadata()
         if _is_torchao(metadata):
+            # Every shard carries the metadata of all tensors (transformers merges it across
+            # shards); a tensor belongs to the shard that holds its data.
+            keys = set(handle.keys())  # noqa: SIM118 (safe_open is not iterable)
             for name in json.loads(metadata["tensor_names"]):
                 meta = json.loads(metadata[name])
                 is_plain = meta.get("_type") == "Tensor"
-                self._entries[name] = _Entry(file, None if is_plain else meta)
+                if _has_data(name, is_plain, keys):
+                    self._entries[name] = _Entry(file, None if is_plain else meta)
         else:
             for name in handle.keys():  # noqa: SIM118 (safe_open is not iterable)
                 self._entries[name] = _Entry(file, None)
@@ -213,6 +226,8 @@ class CheckpointWriter:
         self._pending_names: list[str] = []
         self._pending_bytes = 0
         self._shards: list[tuple[Path, list[str]]] = []
+        self._all_meta: dict[str, str] = {}
+        self._all_names: list[str] = []
         self.total_bytes = 0
 
     def add(self, name: str, tensor: torch.Tensor) -> None:
@@ -223,6 +238,8 @@ class CheckpointWriter:
         self._pending.update({k: v.contiguous() for k, v in data.items()})
         self._pending_meta.update(meta)
         self._pending_names.append(name)
+        self._all_meta.update(meta)
+        self._all_names.append(name)
         self._pending_bytes += size
 
     def _flush(self) -> None:
@@ -240,6 +257,12 @@ class CheckpointWriter:
         if self._pending or not self._shards:
             self._flush()
         count = len(self._shards)
+        if count > 1 and self._all_meta:
+            # transformers merges shard metadata with dict.update, so each shard's own
+            # `tensor_names` would hide the others': give every shard the whole list.
+            merged = {**self._all_meta, "tensor_names": json.dumps(self._all_names)}
+            for partial, _ in self._shards:
+                set_safetensors_metadata(partial, merged)
         final: list[Path] = []
         weight_map: dict[str, str] = {}
         for number, (partial, keys) in enumerate(self._shards, start=1):
@@ -256,3 +279,33 @@ class CheckpointWriter:
             index = {"metadata": {"total_size": self.total_bytes}, "weight_map": weight_map}
             (self.directory / INDEX_FILE).write_text(json.dumps(index, indent=2))
         return final
+
+
+def set_safetensors_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Replace a safetensors file's `__metadata__`; tensor data offsets are header-relative.
+
+    In place when the new header fits the old one's space (safetensors allows trailing
+    spaces in the header), else the data is streamed into a new file behind the new header.
+    """
+    import shutil
+    import struct
+
+    path = Path(path)
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+    header["__metadata__"] = metadata
+    encoded = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    if len(encoded) <= length:
+        with open(path, "r+b") as handle:
+            handle.seek(8)
+            handle.write(encoded.ljust(length, b" "))
+        return
+    padded = encoded.ljust(-(-len(encoded) // 8) * 8, b" ")  # keep the data 8-byte aligned
+    rewritten = path.with_name(path.name + ".meta")
+    with open(path, "rb") as source, open(rewritten, "wb") as target:
+        source.seek(8 + length)
+        target.write(struct.pack("<Q", len(padded)))
+        target.write(padded)
+        shutil.copyfileobj(source, target, 1 << 24)
+    rewritten.replace(path)
