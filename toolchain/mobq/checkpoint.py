@@ -75,7 +75,7 @@ class CheckpointReader:
         if _is_torchao(metadata):
             # Every shard carries the metadata of all tensors (transformers merges it across
             # shards); a tensor belongs to the shard that holds its data.
-            keys = set(handle.keys())  # noqa: SIM118 (safe_open is not iterable)
+            keys = set(handle.keys())
             for name in json.loads(metadata["tensor_names"]):
                 meta = json.loads(metadata[name])
                 is_plain = meta.get("_type") == "Tensor"
