@@ -108,7 +108,13 @@ def cli(debug: bool, quiet: bool) -> None:
 
 
 # Each module adds its commands to `cli`; one line here per command module.
-from mobq.cli import export_commands, runtime_commands, sweep_commands  # noqa: E402, F401
+from mobq.cli import (  # noqa: E402, F401
+    app_commands,
+    export_commands,
+    runtime_commands,
+    server_commands,
+    sweep_commands,
+)
 
 
 def main() -> None:
