@@ -24,7 +24,7 @@ from typing import Any
 
 from mobq import fsutil, progress
 from mobq.bundle import PROMPT_SET, PROMPTS_FILE, write_prompts
-from mobq.errors import InputError, MobqError, StageError
+from mobq.errors import DeviceError, InputError, StageError
 from mobq.manifest import MANIFEST, load_manifest
 from mobq.results import load_results
 
@@ -41,12 +41,6 @@ EXTRA_SUSTAINED_S = "sustained_s"
 EXTRA_INTERVAL_S = "interval_s"
 EXTRA_AUTORUN = "autorun"
 ADB_TIMEOUT_S = 600
-
-
-class DeviceError(MobqError):
-    """adb is missing, no phone is connected, or adb failed."""
-
-    exit_code = 5
 
 
 @dataclass

@@ -46,3 +46,9 @@ class StageError(MobqError):
     """A pipeline stage failed for a reason that is not the user's input."""
 
     exit_code = 4
+
+
+class DeviceError(MobqError):
+    """adb is missing, no phone is connected, or adb failed."""
+
+    exit_code = 5
