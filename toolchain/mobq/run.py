@@ -82,7 +82,9 @@ def generate(
     if sink is not None:
         sink.close()
     text_out = strip_stop_tokens(output.text(), manifest.runtime.eos_tokens)
-    return Generation(text_out, int(stats.get("generated_tokens", 0)), stats)
+    # The runner's generated_tokens counts decode steps; the first token came out of prefill.
+    tokens = int(stats["generated_tokens"]) + 1 if "generated_tokens" in stats else 0
+    return Generation(text_out, tokens, stats)
 
 
 class _StreamSink:
@@ -115,3 +117,310 @@ def strip_stop_tokens(text: str, stop: list[str]) -> str:
         if token and text.endswith(token):
             return text[: -len(token)]
     return text
+
+
+# ------------------------------------------------------------------ mobq's own sampling loop
+#
+# The stock runner fixes top-p at 0.9 and seeds its sampler from the clock, and it does not
+# say how many tokens a conversation occupies. `mobq run` (by default) and `mobq chat` drive the
+# same .pte's forward method themselves, so --top-p and --seed are honoured and the context
+# window is accounted to the token.
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.temperature < 0:
+            raise InputError(f"--temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise InputError(f"--top-p must be in (0, 1], got {self.top_p}")
+
+    def generator(self) -> Any:
+        import torch
+
+        generator = torch.Generator()
+        if self.seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(self.seed)
+        return generator
+
+
+def sample(logits: Any, sampling: Sampling, generator: Any) -> int:
+    """Greedy at temperature 0; otherwise nucleus sampling over the tempered distribution."""
+    import torch
+
+    logits = logits.float().reshape(-1)
+    if sampling.temperature == 0:
+        return int(logits.argmax())
+    probs = torch.softmax(logits / sampling.temperature, dim=-1)
+    if sampling.top_p < 1:
+        sorted_probs, order = probs.sort(descending=True)
+        # Keep the smallest prefix whose mass reaches top_p (the first token always stays).
+        outside = sorted_probs.cumsum(0) - sorted_probs >= sampling.top_p
+        sorted_probs[outside] = 0
+        probs = torch.zeros_like(probs).scatter_(0, order, sorted_probs)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+class Detokenizer:
+    """Streams text for a growing token list; holds back a piece that ends mid-character."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tokenizer = tokenizer
+        self.ids: list[int] = []
+        self.sent = 0
+
+    def push(self, token: int) -> str:
+        self.ids.append(token)
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
+        if text.endswith("\ufffd"):  # byte-level BPE: the rest of the character is coming
+            return ""
+        new, self.sent = text[self.sent :], len(text)
+        return new
+
+    def flush(self) -> str:
+        text = self.tokenizer.decode(self.ids, skip_special_tokens=False)
+        new, self.sent = text[self.sent :], len(text)
+        return new
+
+
+class ThinkSplitter:
+    """Splits streamed text into the thinking part and the answer (Qwen3's <think> block)."""
+
+    def __init__(
+        self, open_tag: str | None, close_tag: str | None, emit: Callable[[str, str], None]
+    ) -> None:
+        self.open_tag, self.close_tag = open_tag, close_tag
+        self.emit = emit
+        self.state = "start" if open_tag and close_tag else "answer"
+        self.buffer = ""
+        self.parts = {"think": "", "answer": ""}
+
+    def feed(self, text: str) -> None:
+        self.buffer += text
+        while self.buffer:
+            if self.state == "start":
+                stripped = self.buffer.lstrip()
+                if self.open_tag.startswith(stripped):  # type: ignore[union-attr]
+                    return  # could still become the opening tag
+                if stripped.startswith(self.open_tag):  # type: ignore[arg-type]
+                    self.buffer = stripped[len(self.open_tag) :]  # type: ignore[arg-type]
+                    self.state = "think"
+                else:
+                    self.state = "answer"
+            elif self.state == "think":
+                cut = self.buffer.find(self.close_tag)  # type: ignore[arg-type]
+                if cut < 0:
+                    keep = _partial_suffix(self.buffer, self.close_tag)  # type: ignore[arg-type]
+                    self._out("think", self.buffer[: len(self.buffer) - keep])
+                    self.buffer = self.buffer[len(self.buffer) - keep :]
+                    return
+                self._out("think", self.buffer[:cut])
+                self.buffer = self.buffer[cut + len(self.close_tag) :].lstrip("\n")  # type: ignore[arg-type]
+                self.state = "after"
+            elif self.state == "after":
+                self.buffer = self.buffer.lstrip("\n")
+                if self.buffer:
+                    self.state = "answer"
+            else:
+                self._out("answer", self.buffer)
+                self.buffer = ""
+
+    def close(self) -> None:
+        if self.buffer:
+            self._out("think" if self.state == "think" else "answer", self.buffer)
+            self.buffer = ""
+
+    def _out(self, kind: str, text: str) -> None:
+        if text:
+            self.parts[kind] += text
+            self.emit(kind, text)
+
+
+def _partial_suffix(text: str, tag: str) -> int:
+    """Length of the longest end of `text` that is a beginning of `tag`."""
+    for size in range(min(len(tag) - 1, len(text)), 0, -1):
+        if tag.startswith(text[-size:]):
+            return size
+    return 0
+
+
+@dataclass
+class Reply:
+    answer: str
+    thinking: str
+    tokens: int
+    prompt_tokens: int
+    stop: str  # "eos" | "max_new_tokens" | "context_full"
+    prefill_s: float
+    decode_s: float
+    context_used: int
+    context_size: int
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        data = asdict(self)
+        data["decode_tokens_per_sec"] = (
+            round(self.tokens / self.decode_s, 2) if self.decode_s else 0
+        )
+        data["prefill_tokens_per_sec"] = (
+            round(self.prompt_tokens / self.prefill_s, 2) if self.prefill_s else 0
+        )
+        return data
+
+
+class ContextFull(InputError):
+    """The conversation no longer fits the export's context window."""
+
+
+class Conversation:
+    """A multi-turn chat over one .pte whose KV cache is reused between turns.
+
+    Every turn renders the whole conversation with the manifest's chat format, keeps the
+    cached positions that still match the new token sequence and prefills only the rest.
+    """
+
+    def __init__(
+        self,
+        export_dir: Path,
+        *,
+        sampling: Sampling | None = None,
+        think: bool = True,
+        system: str | None = None,
+        raw: bool = False,
+        manifest: Manifest | None = None,
+        session: Any = None,
+    ) -> None:
+        from mobq.metadata import load_hf_tokenizer
+        from mobq.runtime import ForwardSession
+
+        self.manifest = manifest or load_manifest(export_dir)
+        self.sampling = sampling or Sampling()
+        self.generator = self.sampling.generator()
+        self.think, self.system, self.raw = think, system, raw
+        if not raw and self.manifest.runtime.chat_format is None:
+            raise InputError("this export has no chat template; pass --raw to send the text as is")
+        tokenizer_path = self.manifest.checked_path(export_dir, "tokenizer")
+        self.tokenizer = load_hf_tokenizer(tokenizer_path.parent)
+        rt = self.manifest.runtime
+        self.session = session or ForwardSession(
+            self.manifest.checked_path(export_dir, "program"),
+            ctx=rt.max_context_len,
+            max_seq_len=rt.max_seq_len,
+        )
+        self.eos = set(rt.eos_ids)
+        self.history: list[tuple[str, str]] = []
+        self.cached: list[int] = []  # the tokens whose keys/values the cache holds
+
+    @property
+    def ctx(self) -> int:
+        return self.session.ctx
+
+    def used(self) -> int:
+        return len(self.cached)
+
+    def reset(self) -> None:
+        self.history.clear()
+        self.cached.clear()
+        self.session.rewind(0)
+
+    def prompt_ids(self, message: str) -> list[int]:
+        """Token ids of the whole conversation with `message` as the next user turn."""
+        if self.raw:
+            text = "".join(t for _, t in self.history) + message
+        else:
+            text = build_prompt(
+                self.manifest,
+                message,
+                raw=False,
+                think=self.think,
+                history=self.history,
+                system=self.system,
+            )
+        ids = self.tokenizer.encode(text, add_special_tokens=False).ids
+        if self.raw and self.manifest.runtime.add_bos and self.manifest.runtime.bos_id is not None:
+            ids = [self.manifest.runtime.bos_id, *ids]
+        return ids
+
+    def send(
+        self,
+        message: str,
+        *,
+        max_new_tokens: int = 256,
+        on_text: Callable[[str, str], None] | None = None,
+    ) -> Reply:
+        """One turn: prefill what the cache lacks, then sample until eos, the limit or ctx."""
+        import time
+
+        if max_new_tokens <= 0:
+            raise InputError(f"--max-new-tokens must be positive, got {max_new_tokens}")
+        ids = self.prompt_ids(message)
+        if len(ids) >= self.ctx:
+            raise ContextFull(
+                f"the conversation needs {len(ids)} tokens but the context window holds {self.ctx}: "
+                "start a new conversation (/reset) or re-export with a larger --ctx"
+            )
+        keep = _common_prefix(self.cached, ids[:-1])  # the last prompt token must run: logits
+        self.session.rewind(keep)
+        self.cached = ids[:keep]
+        started = time.perf_counter()
+        logits = self.session.feed(ids[keep:])
+        self.cached = list(ids)
+        prefill_s = time.perf_counter() - started
+
+        detok = Detokenizer(self.tokenizer)
+        splitter = ThinkSplitter(
+            None if self.raw or not self.think else self._fmt().think_open,
+            None if self.raw or not self.think else self._fmt().think_close,
+            on_text or (lambda kind, text: None),
+        )
+        generated: list[int] = []
+        stop = "max_new_tokens"
+        started = time.perf_counter()
+        while len(generated) < max_new_tokens:
+            token = sample(logits, self.sampling, self.generator)
+            if token in self.eos:
+                stop = "eos"
+                break
+            generated.append(token)
+            splitter.feed(detok.push(token))
+            if self.session.room() == 0:
+                stop = "context_full"
+                break
+            logits = self.session.feed([token])
+            self.cached.append(token)
+        decode_s = time.perf_counter() - started
+        splitter.feed(detok.flush())
+        splitter.close()
+        answer = splitter.parts["answer"]
+        # Like Qwen3's own template, later turns see the answer without its thinking part.
+        self.history += [("user", message), ("assistant", answer)]
+        return Reply(
+            answer=answer,
+            thinking=splitter.parts["think"],
+            tokens=len(generated),
+            prompt_tokens=len(ids) - keep,
+            stop=stop,
+            prefill_s=prefill_s,
+            decode_s=decode_s,
+            context_used=self.used(),
+            context_size=self.ctx,
+        )
+
+    def _fmt(self) -> Any:
+        return self.manifest.runtime.chat_format
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    size = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        size += 1
+    return size

@@ -231,3 +231,51 @@ def text_runner(pte: Path, tokenizer_json: Path) -> Any:
             f"ExecuTorch's runner could not load {pte} (corrupt, truncated, or from another ExecuTorch "
             f"version?): {exc}; re-export it"
         ) from exc
+
+
+class ForwardSession:
+    """The program's `forward` with its KV cache: prefill in chunks, then one token per step.
+
+    The cache lives inside the program; `pos` is how many positions hold valid keys/values.
+    Rewinding (`rewind(n)`) is free: attention only reads positions below the current one,
+    so later entries are simply overwritten.
+    """
+
+    def __init__(self, pte: Path, *, ctx: int, max_seq_len: int) -> None:
+        import torch
+
+        self._torch = torch
+        self.ctx = ctx
+        # Export makes the prefill length dynamic up to max_seq_len - 1 (one spare position).
+        self.chunk = max(1, max_seq_len - 1)
+        self.pos = 0
+        program = load_program(pte)
+        with quiet_native_logs():
+            self.method = program.load_method("forward")
+
+    def room(self) -> int:
+        return self.ctx - self.pos
+
+    def rewind(self, pos: int) -> None:
+        if not 0 <= pos <= self.pos:
+            raise InputError(f"cannot rewind the KV cache to {pos} (it holds {self.pos})")
+        self.pos = pos
+
+    def feed(self, ids: list[int]) -> Any:
+        """Run `ids` from the current position; returns the logits after the last one."""
+        if not ids:
+            raise InputError("nothing to feed the model: the token list is empty")
+        if self.pos + len(ids) > self.ctx:
+            raise InputError(
+                f"{self.pos + len(ids)} tokens do not fit the context window of {self.ctx}"
+            )
+        torch = self._torch
+        logits = None
+        with quiet_native_logs():
+            for start in range(0, len(ids), self.chunk):
+                piece = ids[start : start + self.chunk]
+                tokens = torch.tensor([piece], dtype=torch.long)
+                position = torch.tensor([self.pos], dtype=torch.long)
+                logits = self.method.execute([tokens, position])[0]
+                self.pos += len(piece)
+        return logits.reshape(-1)

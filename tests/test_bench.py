@@ -1,0 +1,152 @@
+"""mobq bench: schema-valid results with positive figures, the decode ceiling, CSV and exit codes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from mobq import bench
+from mobq.cli import cli
+from mobq.errors import InputError
+from mobq.results import BenchResult
+
+SCHEMA = Path(__file__).resolve().parents[1] / "docs" / "schema" / "bench-result.schema.json"
+
+
+def invoke(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["--quiet", *args])
+    return result.exit_code, result.output
+
+
+def _positive(result: BenchResult) -> None:
+    for value in (
+        result.load_ms,
+        result.ttft_ms,
+        result.prefill_tokens_per_sec,
+        result.decode_tokens_per_sec,
+        result.peak_rss_mb,
+        result.model_size_mb,
+    ):
+        assert value > 0
+
+
+@pytest.fixture(scope="module")
+def bench_json(export_tied_8da4w) -> list[dict]:
+    """One CLI run, each configuration in its own worker process (the default)."""
+    out, _ = export_tied_8da4w
+    code, output = invoke(
+        "bench", str(out), "-p", "8,24", "-n", "8", "-t", "1", "--reps", "2", "--json"
+    )
+    assert code == 0, output
+    return json.loads(output)
+
+
+def test_bench_json_follows_the_shared_schema(bench_json: list[dict]) -> None:
+    schema = json.loads(SCHEMA.read_text())
+    assert len(bench_json) == 2
+    for item in bench_json:
+        jsonschema.validate(item, schema)
+        result = BenchResult.model_validate(item)
+        _positive(result)
+        assert result.threads == 1
+        assert result.repetitions == 2 and result.warmup == 1
+        assert result.device and result.runtime["executorch"]
+        assert result.notes["fresh_process"] is True
+
+
+def test_prompt_lengths_are_exact(bench_json: list[dict]) -> None:
+    assert [r["prompt_tokens"] for r in bench_json] == [8, 24]
+
+
+def test_spread_orders_min_median_max(bench_json: list[dict]) -> None:
+    for item in bench_json:
+        for spread in item["spread"].values():
+            assert spread["min"] <= spread["median"] <= spread["max"]
+
+
+def test_ceiling_is_bandwidth_over_bytes_per_token(
+    bench_json: list[dict], export_tied_8da4w
+) -> None:
+    out, manifest = export_tied_8da4w
+    ceiling = bench_json[0]["ceiling"]
+    params = manifest.model.params
+    # Every weight but the embedding table (one row is gathered), plus the KV cache so far:
+    # -p 8 -n 8 puts the middle decoded token at position 12; int8 embeddings, fp32 cache.
+    weights = (out / "model.pte").stat().st_size - params["vocab_size"] * params["dim"]
+    kv = 2 * params["n_layers"] * params["n_kv_heads"] * params["head_dim"] * 4 * 12
+    assert ceiling["bytes_per_token"] == weights + kv
+    limit = ceiling["memory_bandwidth_gb_s"] * 1e9 / ceiling["bytes_per_token"]
+    assert ceiling["decode_tokens_per_sec_limit"] == pytest.approx(limit, rel=1e-3)
+    assert ceiling["fraction_of_limit"] == pytest.approx(
+        bench_json[0]["decode_tokens_per_sec"] / limit, abs=1e-3
+    )
+
+
+def test_bandwidth_is_measured_once_and_cached(session_cache: Path) -> None:
+    first = bench.memory_bandwidth_gb_s(1)
+    assert first[0] > 0
+    assert list((session_cache / "hostinfo").glob("bandwidth-*.json"))
+
+
+def test_in_process_csv(export_tied_8da4w) -> None:
+    out, _ = export_tied_8da4w
+    code, output = invoke(
+        "bench", str(out), "-p", "8", "-n", "4", "--reps", "1", "--in-process", "--csv"
+    )
+    assert code == 0, output
+    rows = list(csv.DictReader(io.StringIO(output)))
+    assert len(rows) == 1
+    assert rows[0]["prompt_tokens"] == "8"
+    assert float(rows[0]["decode_tokens_per_sec"]) > 0
+    assert float(rows[0]["peak_rss_mb"]) > 0
+
+
+def test_table_shows_the_ceiling(export_tied_8da4w) -> None:
+    out, _ = export_tied_8da4w
+    code, output = invoke("bench", str(out), "-p", "8", "-n", "4", "--reps", "1", "--in-process")
+    assert code == 0, output
+    assert "decode ceiling" in output and "GB/s" in output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-p", "90", "-n", "64"], "exceeds the export's context window of 96"),
+        (["-p", "12,abc"], "comma-separated token counts"),
+        (["-p", "0"], "positive token counts"),
+        (["-p", "8", "-n", "4", "--reps", "0"], "--reps must be >= 1"),
+        (["--json", "--csv"], "choose one of --json and --csv"),
+    ],
+)
+def test_bad_options_are_one_line_errors(export_tied_8da4w, args: list[str], message: str) -> None:
+    out, _ = export_tied_8da4w
+    code, output = invoke("bench", str(out), *args)
+    assert code == 2
+    assert message in output
+
+
+def test_missing_export(tmp_path: Path) -> None:
+    code, output = invoke("bench", str(tmp_path))
+    assert code == 2 and "no manifest" in output
+
+
+def test_prompt_of_length_is_exact(export_tied_8da4w) -> None:
+    from mobq.metadata import load_hf_tokenizer
+
+    out, _ = export_tied_8da4w
+    tokenizer = load_hf_tokenizer(out)
+    for tokens in (1, 7, 64, 300):
+        text = bench.prompt_of_length(tokenizer, tokens)
+        assert len(tokenizer.encode(text, add_special_tokens=False).ids) == tokens
+
+
+def test_parse_lengths() -> None:
+    assert bench.parse_lengths("128, 512", "-p") == [128, 512]
+    with pytest.raises(InputError):
+        bench.parse_lengths("", "-p")

@@ -1,0 +1,431 @@
+"""`mobq bench`: speed and memory of an export on this host, through ExecuTorch's stock runner.
+
+Each configuration (prompt length x generated tokens x threads) runs in a fresh Python process
+by default, so its peak resident memory is that configuration's own (a process's peak never
+goes down). Inside the worker, ExecuTorch's TextLLMRunner -- the C++ runner the apps link --
+generates greedily and reports its own timings through `stats_callback`.
+
+The decode ceiling: a decoded token reads every weight once plus the KV cache up to its
+position, so memory bandwidth / those bytes bounds decode speed on this machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from mobq import cache as mobq_cache
+from mobq import fsutil, hostinfo, progress
+from mobq.errors import InputError, StageError
+from mobq.manifest import Manifest, load_manifest
+from mobq.results import BenchResult, Ceiling, Spread
+
+CORPUS = Path(__file__).resolve().parent / "data" / "corpus.txt"
+KV_BYTES_PER_VALUE = 4  # mobq exports keep the KV cache in fp32
+WORKER_TIMEOUT_S = 3600
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    prompt_tokens: int
+    gen_tokens: int
+    threads: int
+    warmup: int = 1
+    reps: int = 3
+
+    def check(self, manifest: Manifest) -> None:
+        ctx = manifest.runtime.max_context_len
+        if self.prompt_tokens < 1 or self.gen_tokens < 1:
+            raise InputError(
+                f"prompt and generation lengths must be >= 1, got -p {self.prompt_tokens} -n {self.gen_tokens}"
+            )
+        if self.prompt_tokens + self.gen_tokens > ctx:
+            raise InputError(
+                f"-p {self.prompt_tokens} + -n {self.gen_tokens} exceeds the export's context window "
+                f"of {ctx} tokens; use shorter lengths or re-export with a larger --ctx"
+            )
+        if self.threads < 1:
+            raise InputError(f"--threads must be >= 1, got {self.threads}")
+        if self.reps < 1 or self.warmup < 0:
+            raise InputError(
+                f"--reps must be >= 1 and --warmup >= 0, got {self.reps} / {self.warmup}"
+            )
+
+
+def parse_lengths(text: str, option: str) -> list[int]:
+    """`128,512` -> [128, 512], as llama-bench's -p/-n take them."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise InputError(
+            f"{option} takes comma-separated token counts like 128,512, got {text!r}"
+        ) from exc
+    if not values or any(v < 1 for v in values):
+        raise InputError(f"{option} takes positive token counts, got {text!r}")
+    return values
+
+
+def plan(
+    manifest: Manifest,
+    prompt_lengths: list[int],
+    gen_lengths: list[int],
+    threads: list[int],
+    *,
+    warmup: int,
+    reps: int,
+) -> list[BenchConfig]:
+    configs = [
+        BenchConfig(p, n, t, warmup, reps)
+        for t in threads
+        for p in prompt_lengths
+        for n in gen_lengths
+    ]
+    for config in configs:
+        config.check(manifest)
+    return configs
+
+
+# ------------------------------------------------------------------ prompt of an exact length
+
+
+def prompt_of_length(tokenizer: Any, tokens: int, corpus: Path = CORPUS) -> str:
+    """Text from the bundled corpus that tokenizes to exactly `tokens` tokens."""
+    text = corpus.read_text(encoding="utf-8")
+    ids = tokenizer.encode(text, add_special_tokens=False).ids
+    while len(ids) < tokens + 8:
+        text += "\n" + text
+        ids = tokenizer.encode(text, add_special_tokens=False).ids
+    # Decoding a prefix and re-encoding can merge differently at the cut: adjust until exact.
+    take = tokens
+    for _ in range(16):
+        candidate = tokenizer.decode(ids[:take], skip_special_tokens=False)
+        got = len(tokenizer.encode(candidate, add_special_tokens=False).ids)
+        if got == tokens:
+            return candidate
+        take += tokens - got
+    return candidate
+
+
+# ------------------------------------------------------------------ the worker (one process)
+
+
+def _set_threads(threads: int) -> int:
+    """ExecuTorch's threadpool is shared by the runner and the pybindings; size it once."""
+    from executorch.extension.pybindings import portable_lib
+
+    if portable_lib._threadpool_get_thread_count() != threads:
+        portable_lib._unsafe_reset_threadpool(threads)
+    return int(portable_lib._threadpool_get_thread_count())
+
+
+def _interval_s(stats: dict[str, Any], start: str, end: str) -> tuple[float, bool]:
+    """Seconds between two of the runner's millisecond stamps; floored at 1 ms (flagged)."""
+    ms = stats[end] - stats[start]
+    return max(ms, 1) / 1000, ms < 1
+
+
+def _figures(stats: dict[str, Any]) -> dict[str, float]:
+    prefill_s, floor_p = _interval_s(stats, "inference_start_ms", "prompt_eval_end_ms")
+    ttft_s, _ = _interval_s(stats, "inference_start_ms", "first_token_ms")
+    decode_s, floor_d = _interval_s(stats, "prompt_eval_end_ms", "inference_end_ms")
+    # The runner counts decode steps as generated_tokens; the first token came out of prefill.
+    decode_steps = int(stats["generated_tokens"])
+    generated = decode_steps + 1
+    return {
+        "prompt_tokens": int(stats["prompt_tokens"]),
+        "generated_tokens": generated,
+        "ttft_ms": ttft_s * 1000,
+        "prefill_tokens_per_sec": int(stats["prompt_tokens"]) / prefill_s,
+        "decode_tokens_per_sec": decode_steps / decode_s if decode_steps else 0.0,
+        "timer_floor": float(floor_p or floor_d),
+    }
+
+
+def _generate_once(runner: Any, prompt: str, generation: Any) -> dict[str, Any]:
+    from mobq.runtime import capture_runner_output
+
+    stats: dict[str, Any] = {}
+    runner.reset()
+    with capture_runner_output(None):  # the runner prints tokens and a stats line to stdout
+        runner.generate(
+            prompt,
+            generation,
+            stats_callback=lambda s: stats.update(json.loads(s.to_json_string())),
+        )
+    return stats
+
+
+def measure(export_dir: Path, config: BenchConfig) -> dict[str, Any]:
+    """Load the export into the stock runner and time warm-up + repetitions (in this process)."""
+    from mobq.metadata import load_hf_tokenizer
+    from mobq.runtime import text_runner
+
+    manifest = load_manifest(export_dir)
+    baseline_rss = hostinfo.peak_rss_mb()
+    pte = manifest.checked_path(export_dir, "program")
+    tokenizer_json = manifest.checked_path(export_dir, "tokenizer")
+    threads = _set_threads(config.threads)
+    prompt = prompt_of_length(load_hf_tokenizer(tokenizer_json.parent), config.prompt_tokens)
+
+    from executorch.extension.llm.runner import GenerationConfig
+
+    started = time.perf_counter()
+    runner = text_runner(pte, tokenizer_json)
+    construct_ms = (time.perf_counter() - started) * 1000
+    generation = GenerationConfig(
+        max_new_tokens=config.gen_tokens, temperature=0.0, echo=False, num_bos=0
+    )
+    runs: list[dict[str, Any]] = []
+    for index in range(config.warmup + config.reps):
+        stats = _generate_once(runner, prompt, generation)
+        if not stats:
+            raise StageError(f"the runner returned no statistics for {pte}")
+        if index == 0:
+            load_ms = construct_ms + stats["model_load_end_ms"] - stats["model_load_start_ms"]
+        if index >= config.warmup:
+            runs.append(_figures(stats))
+    return {
+        "config": asdict(config),
+        "threads": threads,
+        "load_ms": load_ms,
+        "runs": runs,
+        "peak_rss_mb": hostinfo.peak_rss_mb(),
+        "baseline_rss_mb": baseline_rss,
+    }
+
+
+def _worker_main(argv: list[str]) -> None:
+    export_dir, config_json, out = argv
+    result = measure(Path(export_dir), BenchConfig(**json.loads(config_json)))
+    Path(out).write_text(json.dumps(result), encoding="utf-8")
+
+
+def measure_in_subprocess(export_dir: Path, config: BenchConfig) -> dict[str, Any]:
+    """One configuration in a fresh interpreter: its peak RSS is this configuration's alone."""
+    with tempfile.TemporaryDirectory(prefix="mobq-bench-") as tmp:
+        out = Path(tmp) / "result.json"
+        command = [
+            sys.executable,
+            "-m",
+            "mobq.bench",
+            str(export_dir),
+            json.dumps(asdict(config)),
+            str(out),
+        ]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
+        if proc.returncode != 0 or not out.is_file():
+            tail = " ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])[:400]
+            raise StageError(
+                f"the benchmark worker failed (exit {proc.returncode}) for -p {config.prompt_tokens} "
+                f"-n {config.gen_tokens}: {tail or 'no output'}"
+            )
+        return json.loads(out.read_text(encoding="utf-8"))
+
+
+# ------------------------------------------------------------------ the decode ceiling
+
+
+@cache
+def memory_bandwidth_gb_s(threads: int) -> tuple[float, str]:
+    """Read bandwidth of this machine with `threads` threads; cached per CPU and thread count."""
+    info = hostinfo.host()
+    key = mobq_cache.stage_key("bandwidth", cpu=info["cpu"], cores=info["cores"], threads=threads)
+    path = mobq_cache.cache_root() / "hostinfo" / f"bandwidth-{key[:16]}.json"
+    if path.is_file():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return float(data["gb_s"]), str(data["method"])
+    gb_s, method = _measure_bandwidth(threads)
+    fsutil.write_json(path, {"gb_s": gb_s, "method": method, "cpu": info["cpu"]})
+    return gb_s, method
+
+
+def _measure_bandwidth(threads: int, size_mib: int = 512, repeats: int = 5) -> tuple[float, str]:
+    """Stream-read a buffer far larger than the caches (a sum is read-bound), best of N."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        data = torch.ones(size_mib * 2**20 // 4, dtype=torch.float32)
+        data.sum()  # fault the pages in before timing
+        best = float("inf")
+        for _ in range(repeats):
+            started = time.perf_counter()
+            data.sum()
+            best = min(best, time.perf_counter() - started)
+    finally:
+        torch.set_num_threads(previous)
+    gb_s = data.numel() * 4 / best / 1e9
+    return round(
+        gb_s, 2
+    ), f"torch sum over {size_mib} MiB fp32, {threads} threads, best of {repeats}"
+
+
+DTYPE_BYTES = {"int4": 0.5, "int8": 1, "bfloat16": 2, "float16": 2, "float32": 4, "fp32": 4}
+
+
+def embedding_bytes(manifest: Manifest) -> int:
+    """Bytes of the token-embedding table: it is in the .pte but a token reads one row of it."""
+    params = manifest.model.params
+    dtype = manifest.export.dtype
+    config = (manifest.quantization or {}).get("torchao_config") or {}
+    fqns = config.get("quant_type", {}).get("default", {}).get("_data", {}).get("fqn_to_config", {})
+    embedding = fqns.get("model.embed_tokens", {}).get("_data", {})
+    dtype = embedding.get("weight_dtype", {}).get("_data", dtype)
+    return int(params["vocab_size"] * params["dim"] * DTYPE_BYTES.get(dtype, 4))
+
+
+def bytes_per_token(manifest: Manifest, export_dir: Path, position: int) -> int:
+    """Weights a decode step reads (the .pte less the embedding table) + the KV cache so far."""
+    params = manifest.model.params
+    weights = manifest.checked_path(export_dir, "program").stat().st_size - embedding_bytes(
+        manifest
+    )
+    kv = 2 * params["n_layers"] * params["n_kv_heads"] * params["head_dim"] * KV_BYTES_PER_VALUE
+    return int(max(weights, 1) + kv * position)
+
+
+def ceiling(
+    manifest: Manifest, export_dir: Path, config: BenchConfig, decode_tps: float
+) -> Ceiling:
+    gb_s, method = memory_bandwidth_gb_s(config.threads)
+    # Decoded tokens sit between position p and p + n: take the middle.
+    per_token = bytes_per_token(manifest, export_dir, config.prompt_tokens + config.gen_tokens // 2)
+    limit = gb_s * 1e9 / per_token
+    return Ceiling(
+        memory_bandwidth_gb_s=gb_s,
+        bytes_per_token=per_token,
+        decode_tokens_per_sec_limit=round(limit, 2),
+        fraction_of_limit=round(decode_tps / limit, 3),
+        method=method,
+    )
+
+
+# ------------------------------------------------------------------ results
+
+
+def _spread(values: list[float]) -> Spread:
+    return Spread(
+        min=round(min(values), 2),
+        median=round(statistics.median(values), 2),
+        max=round(max(values), 2),
+    )
+
+
+def to_result(
+    manifest: Manifest, export_dir: Path, measured: dict[str, Any], with_ceiling: bool = True
+) -> BenchResult:
+    config = BenchConfig(**measured["config"])
+    runs = measured["runs"]
+    metrics = ("prefill_tokens_per_sec", "decode_tokens_per_sec", "ttft_ms")
+    spread = {m: _spread([r[m] for r in runs]) for m in metrics}
+    info = hostinfo.host()
+    versions = hostinfo.versions()
+    decode = spread["decode_tokens_per_sec"].median
+    generated = [r["generated_tokens"] for r in runs]
+    notes: dict[str, Any] = {
+        "runner": "executorch TextLLMRunner (stock, greedy)",
+        "fresh_process": measured.get("fresh_process", True),
+        "python_baseline_rss_mb": measured["baseline_rss_mb"],
+        "requested_gen_tokens": config.gen_tokens,
+    }
+    if min(generated) < config.gen_tokens:
+        notes["stopped_early"] = "the model emitted an eos id before -n tokens"
+    if any(r["timer_floor"] for r in runs):
+        notes["timer_floor"] = "an interval was under the runner's 1 ms resolution"
+    return BenchResult(
+        source="host",
+        created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        model=manifest.model.name,
+        scheme=manifest.export.scheme,
+        ctx=manifest.export.ctx,
+        model_size_mb=round(manifest.file("program").bytes / 1e6, 2),
+        device=info["cpu"],
+        os=info["os"],
+        runtime={k: versions[k] for k in ("executorch", "mobq", "torch")},
+        threads=measured["threads"],
+        prompt_tokens=int(statistics.median(r["prompt_tokens"] for r in runs)),
+        generated_tokens=int(statistics.median(generated)),
+        warmup=config.warmup,
+        repetitions=config.reps,
+        load_ms=round(measured["load_ms"], 1),
+        ttft_ms=spread["ttft_ms"].median,
+        prefill_tokens_per_sec=spread["prefill_tokens_per_sec"].median,
+        decode_tokens_per_sec=decode,
+        peak_rss_mb=measured["peak_rss_mb"],
+        spread=spread,
+        ceiling=ceiling(manifest, export_dir, config, decode) if with_ceiling and decode else None,
+        manifest_sha256=manifest.file("program").sha256,
+        notes=notes,
+    )
+
+
+def run(
+    export_dir: Path,
+    configs: list[BenchConfig],
+    *,
+    fresh_process: bool = True,
+    with_ceiling: bool = True,
+) -> list[BenchResult]:
+    manifest = load_manifest(export_dir)
+    for config in configs:
+        config.check(manifest)
+    results = []
+    with progress.task("benchmarking", total=len(configs)) as advance:
+        for config in configs:
+            if fresh_process:
+                measured = measure_in_subprocess(export_dir, config)
+            else:
+                measured = measure(export_dir, config)
+            measured["fresh_process"] = fresh_process
+            results.append(to_result(manifest, export_dir, measured, with_ceiling))
+            advance(1)
+    return results
+
+
+CSV_COLUMNS = (
+    "model",
+    "scheme",
+    "ctx",
+    "device",
+    "threads",
+    "prompt_tokens",
+    "generated_tokens",
+    "load_ms",
+    "ttft_ms",
+    "prefill_tokens_per_sec",
+    "decode_tokens_per_sec",
+    "peak_rss_mb",
+    "model_size_mb",
+    "decode_limit_tokens_per_sec",
+    "fraction_of_limit",
+)
+
+
+def to_csv(results: list[BenchResult]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for r in results:
+        row = {k: getattr(r, k) for k in CSV_COLUMNS if hasattr(r, k)}
+        row["decode_limit_tokens_per_sec"] = (
+            r.ceiling.decode_tokens_per_sec_limit if r.ceiling else ""
+        )
+        row["fraction_of_limit"] = r.ceiling.fraction_of_limit if r.ceiling else ""
+        writer.writerow(row)
+    return out.getvalue()
+
+
+if __name__ == "__main__":  # the per-configuration worker: python -m mobq.bench OUT CONFIG FILE
+    _worker_main(sys.argv[1:])
