@@ -92,6 +92,17 @@ def test_run_streams_and_reports(export_tied_8da4w) -> None:
     code, output = invoke("run", str(out), "--prompt", "Hello", "--max-new-tokens", "4", "--json")
     assert code == 0, output
     data = json.loads(output)
+    assert 0 < data["tokens"] <= 4 and data["prompt_tokens"] > 1
+    assert data["context_used"] == data["prompt_tokens"] + data["tokens"]
+
+
+def test_run_through_the_stock_runner_reports_its_stats(export_tied_8da4w) -> None:
+    out, _ = export_tied_8da4w
+    code, output = invoke(
+        "run", str(out), "--prompt", "Hello", "--max-new-tokens", "4", "--stock-runner", "--json"
+    )
+    assert code == 0, output
+    data = json.loads(output)
     assert 0 < data["tokens"] <= 4 and data["stats"]["prompt_tokens"] > 1
 
 
