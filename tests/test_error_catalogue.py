@@ -195,9 +195,19 @@ def test_existing_output_needs_force(tiny_tied: Path, tmp_path: Path) -> None:
     assert (out / "notes.txt").read_text() == "keep"
 
 
+PROGRAM_COMMANDS = {
+    "run": ("--prompt", "hi"),
+    "bench": ("-p", "8", "-n", "4", "--warmup", "0", "--reps", "1"),
+    "eval": ("--max-tokens", "32"),
+}
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("command", list(PROGRAM_COMMANDS))
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "resized"])
-def test_corrupt_program_given_to_run(export_tied_8da4w, tmp_path: Path, damage: str) -> None:
+def test_corrupt_program_given_to_run_bench_eval(
+    export_tied_8da4w, tmp_path: Path, damage: str, command: str
+) -> None:
     src, _ = export_tied_8da4w
     out = shutil.copytree(src, tmp_path / "export")
     pte = out / "model.pte"
@@ -211,7 +221,7 @@ def test_corrupt_program_given_to_run(export_tied_8da4w, tmp_path: Path, damage:
     else:  # same size, wrecked body: only the runtime can tell
         pte.write_bytes(data[:64] + b"\x00" * (len(data) - 64))
         expected = "could not load"
-    code, output = invoke("run", out, "--prompt", "hi")
+    code, output = invoke(command, out, *PROGRAM_COMMANDS[command])
     check_one_line(code, output, expected)
 
 

@@ -205,10 +205,31 @@ def measure(export_dir: Path, config: BenchConfig) -> dict[str, Any]:
     }
 
 
+WORKER_ERROR = "MOBQ_WORKER_ERROR "
+
+
 def _worker_main(argv: list[str]) -> None:
+    from mobq.errors import MobqError
+
     export_dir, config_json, out = argv
-    result = measure(Path(export_dir), BenchConfig(**json.loads(config_json)))
+    try:
+        result = measure(Path(export_dir), BenchConfig(**json.loads(config_json)))
+    except MobqError as exc:  # the parent re-raises it: the user sees the same one line
+        print(WORKER_ERROR + json.dumps([type(exc).__name__, str(exc)]), file=sys.stderr)
+        sys.exit(exc.exit_code)
     Path(out).write_text(json.dumps(result), encoding="utf-8")
+
+
+def _worker_error(stderr: str) -> Exception | None:
+    from mobq import errors
+
+    for line in reversed(stderr.splitlines()):
+        if line.startswith(WORKER_ERROR):
+            name, message = json.loads(line[len(WORKER_ERROR) :])
+            kind = getattr(errors, name, None)
+            is_mobq = isinstance(kind, type) and issubclass(kind, errors.MobqError)
+            return (kind if is_mobq else errors.StageError)(message)
+    return None
 
 
 def measure_in_subprocess(export_dir: Path, config: BenchConfig) -> dict[str, Any]:
@@ -225,6 +246,9 @@ def measure_in_subprocess(export_dir: Path, config: BenchConfig) -> dict[str, An
         ]
         proc = subprocess.run(command, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
         if proc.returncode != 0 or not out.is_file():
+            known = _worker_error(proc.stderr or "")
+            if known is not None:
+                raise known
             tail = " ".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])[:400]
             raise StageError(
                 f"the benchmark worker failed (exit {proc.returncode}) for -p {config.prompt_tokens} "

@@ -200,7 +200,8 @@ def load_program(path: Path) -> Any:
             return Runtime.get().load_program(str(path))
     except (RuntimeError, ValueError) as exc:
         raise InputError(
-            f"{path} could not be loaded by the ExecuTorch runtime (corrupt?): {exc}"
+            f"ExecuTorch's runtime could not load {path} (corrupt, truncated, or from another "
+            f"ExecuTorch version?): {' '.join(str(exc).split())}; re-export it"
         ) from exc
 
 
