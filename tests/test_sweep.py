@@ -38,7 +38,9 @@ def swept(
         models=[str(tiny_tied), str(tiny_untied), str(broken_model)],
         schemes=["8da4w", "fp32"],
         ctx=[64],
-        steps=["export"],
+        steps=["export", "bench", "eval"],
+        bench={"prompt_tokens": 16, "gen_tokens": 8, "warmup": 0, "reps": 1},
+        eval={"max_tokens": 64},
     )
     jobs = sweep.expand(sweep.load_plan(plan), str(root / "runs"), cpus_per_job=1)
     return root, plan, sweep.run_sweep(jobs, str(root / "runs"), cpus=2)
@@ -56,6 +58,34 @@ def test_every_good_cell_is_exported_and_verified(swept) -> None:
             manifest = json.loads((root / "runs" / job.name / "manifest.json").read_text())
             assert manifest["verification"]["passed"] and manifest["export"]["ctx"] == 64
     assert summary.mode == "ray" and summary.resources["cpus"] == 2
+
+
+@pytest.mark.slow
+def test_bench_and_eval_figures_reach_the_summary_and_the_report(swept) -> None:
+    from mobq.results import load_results
+
+    root, _, summary = swept
+    done = [j for j in summary.jobs if j.status != "failed"]
+    for job in done:
+        assert (
+            job.figures["decode_tokens_per_sec"] > 0 and job.figures["prefill_tokens_per_sec"] > 0
+        )
+        assert job.figures["pte_perplexity"] > 1
+        (result,) = load_results(root / "runs" / job.name / sweep.BENCH_FILE)  # the shared schema
+        assert result.prompt_tokens == 16 and result.ctx == 64
+        assert (root / "runs" / job.name / sweep.EVAL_FILE).is_file()
+    report = (root / "runs" / "report" / "report.md").read_text()
+    assert summary.report and all(
+        j.model.split("/")[-1] in report or j.name in report for j in done
+    )
+    assert sorted(p.suffix for p in (root / "runs" / "report").iterdir()).count(".png") >= 2
+
+
+def test_unknown_step_options_are_named() -> None:
+    from mobq import bench
+
+    with pytest.raises(InputError, match=r"unknown option.*prompt_len.*allowed: prompt_tokens"):
+        sweep._options("bench", bench.BenchConfig, {"prompt_len": 8}, {})
 
 
 @pytest.mark.slow

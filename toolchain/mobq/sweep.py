@@ -273,16 +273,68 @@ def _export_figures(manifest: Any) -> dict[str, Any]:
     }
 
 
-def _missing_step(name: str) -> Callable[[Job, Path], dict[str, Any]]:
-    def run(job: Job, out: Path) -> dict[str, Any]:
-        raise InputError(f"step '{name}' is not available in this mobq installation")
+BENCH_FILE = "bench.json"
+EVAL_FILE = "eval.json"
 
-    return run
+
+def _options(step: str, cls: Any, given: dict[str, Any], defaults: dict[str, Any]) -> Any:
+    """plan.yaml's `bench:` / `eval:` mappings, checked like the CLI flags they mirror."""
+    import dataclasses
+    import inspect
+
+    allowed = (
+        [f.name for f in dataclasses.fields(cls)]
+        if dataclasses.is_dataclass(cls)
+        else [n for n in inspect.signature(cls).parameters if n != "export_dir"]
+    )
+    unknown = sorted(set(given) - set(allowed))
+    if unknown:
+        raise InputError(
+            f"plan.yaml {step}: unknown option(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
+        )
+    return {**defaults, **given}
+
+
+def _bench_step(job: Job, out: Path) -> dict[str, Any]:
+    """`mobq bench` on the cell (fresh process per configuration), saved as OUT/cell/bench.json."""
+    from mobq import bench, fsutil
+
+    options = _options(
+        "bench", bench.BenchConfig, job.bench,
+        {"prompt_tokens": 64, "gen_tokens": 32, "threads": max(1, job.cpus), "warmup": 1, "reps": 3},
+    )  # fmt: skip
+    results = bench.run(out, [bench.BenchConfig(**options)])
+    fsutil.write_text(
+        out / BENCH_FILE,
+        json.dumps([r.model_dump(mode="json") for r in results], indent=2) + "\n",
+    )
+    first = results[0]
+    return {
+        "prefill_tokens_per_sec": first.prefill_tokens_per_sec,
+        "decode_tokens_per_sec": first.decode_tokens_per_sec,
+        "ttft_ms": first.ttft_ms,
+        "bench_peak_rss_mb": first.peak_rss_mb,
+    }
+
+
+def _eval_step(job: Job, out: Path) -> dict[str, Any]:
+    """`mobq eval` on the cell: perplexities and top-1 agreement, saved as OUT/cell/eval.json."""
+    from mobq import evaluate, fsutil
+
+    options = _options("eval", evaluate.run, job.eval, {})
+    result = evaluate.run(out, **options)
+    data = result.to_dict()
+    fsutil.write_text(out / EVAL_FILE, json.dumps(data, indent=2, default=str) + "\n")
+    perplexity = {s["model"]: s.get("perplexity") for s in data["scores"]}
+    return {
+        "pte_perplexity": perplexity.get("pte"),
+        **{f"agreement_{k}": v for k, v in data["agreement"].items()},
+    }
 
 
 STEP_RUNNERS: dict[str, Callable[[Job, Path], dict[str, Any]]] = {
-    "bench": _missing_step("bench"),
-    "eval": _missing_step("eval"),
+    "bench": _bench_step,
+    "eval": _eval_step,
 }
 
 
@@ -303,10 +355,12 @@ class SweepSummary:
     wall_seconds: float
     mode: str
     resources: dict[str, Any]
+    report: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "out": self.out,
+            "report": self.report,
             "mode": self.mode,
             "wall_seconds": self.wall_seconds,
             "resources": self.resources,
@@ -381,6 +435,7 @@ def run_sweep(
         out_root, list(results.values()), round(time.perf_counter() - start, 1), "ray", cluster
     )
     _notify(on_update, summary.jobs)
+    summary.report = write_report(summary)
     write_summary(summary)
     return summary
 
@@ -443,8 +498,37 @@ def run_sequential(
         {"cpus": jobs[0].cpus if jobs else 0},
     )  # fmt: skip
     _notify(on_update, summary.jobs)
+    summary.report = write_report(summary)
     write_summary(summary)
     return summary
+
+
+def write_report(summary: SweepSummary) -> str | None:
+    """`mobq report` over every cell's bench.json, into OUT/report/ (None when nothing was benched)."""
+    from mobq import report
+
+    def fetch(job: JobResult, into: Path) -> Path | None:
+        source = join_out(job.out, BENCH_FILE)
+        if not _is_remote(source):
+            return _local_path(source) if _local_path(source).is_file() else None
+        import fsspec
+
+        fs, path = fsspec.core.url_to_fs(source)
+        if not fs.exists(path):
+            return None
+        fs.get(path, str(into / f"{job.name}.json"))
+        return into / f"{job.name}.json"
+
+    with tempfile.TemporaryDirectory(prefix="mobq-report-") as scratch:
+        found = [p for j in summary.jobs if j.status != "failed" and (p := fetch(j, Path(scratch)))]
+        if not found:
+            return None
+        target = join_out(summary.out, "report")
+        local = Path(scratch) / "report" if _is_remote(target) else _local_path(target)
+        report.report(found, local, force=True)
+        if _is_remote(target):
+            _upload(local, target)
+    return target
 
 
 def write_summary(summary: SweepSummary) -> str:
