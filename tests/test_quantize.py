@@ -139,3 +139,53 @@ def test_tied_input_is_refused(tiny_tied: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="mobq untie"):
         quantize.run(tiny_tied, tmp_path / "q", "8da4w")
     assert not (tmp_path / "q").exists()
+
+
+@pytest.mark.parametrize(
+    ("scheme", "kind", "hqq"),
+    [
+        ("8da4w", "linear", False),
+        ("8da4w", "linear", True),
+        ("8da8w", "linear", False),
+        ("int8-weight", "embedding", False),
+    ],
+)
+def test_row_chunked_quantization_is_bit_identical(
+    monkeypatch: pytest.MonkeyPatch, scheme: str, kind: str, hqq: bool
+) -> None:
+    """Large weights are quantized in row blocks to bound memory; the result must not change."""
+    from mobq.schemes import MODULE_SCHEMES
+
+    weight = torch.randn(70, 64, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
+    config = MODULE_SCHEMES[scheme].torchao_config(QuantOptions(hqq=hqq))
+    whole = quantize._quantize_whole(kind, weight, config, "cpu", torch.float32)
+    monkeypatch.setattr(quantize, "ROWS_PER_CHUNK", 16)  # 5 blocks, the last one short
+    assert quantize._quantize_by_rows(kind, weight, config, torch.float32) is not None
+    chunked = quantize.quantize_weight(kind, weight, config)
+    assert type(chunked) is type(whole) and chunked.shape == whole.shape
+    assert chunked.block_size == whole.block_size
+    for name in whole.tensor_data_names:
+        assert torch.equal(getattr(chunked, name), getattr(whole, name)), name
+
+
+def test_lean_reference_gives_the_same_logits(
+    quantized: quantize.QuantizeResult, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verify's eager reference keeps big quantized tables quantized: same logits, less memory."""
+    from transformers import AutoModelForCausalLM
+
+    from mobq import verify
+
+    def load() -> torch.nn.Module:
+        path = str(quantized.path)
+        return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+    plain = load()
+    monkeypatch.setattr(verify, "LEAN_ROWS", 8)  # the tiny vocab spans several row blocks
+    lean = verify.lean_reference(load())
+    patched = [m for m in lean.modules() if "forward" in vars(m)]
+    assert {type(m).__name__ for m in patched} == {"Embedding", "Linear"}
+    ids = list(range(3, 40))
+    expected = verify.reference_logits(plain, ids)
+    got = verify.reference_logits(lean, ids)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)

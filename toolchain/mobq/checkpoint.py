@@ -8,7 +8,8 @@ pickle that would construct objects other than tensors, so a planted pickle cann
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import shutil
+from collections.abc import Iterator, KeysView
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,69 @@ def _safe_open(path: Path) -> Any:
             f"{path} is not a readable safetensors file (corrupt or truncated?): "
             f"{' '.join(str(exc).split())}; re-download or re-save it"
         ) from exc
+
+
+_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "U16": torch.uint16,
+    "U32": torch.uint32,
+    "U64": torch.uint64,
+    "BOOL": torch.bool,
+    "F8_E4M3": torch.float8_e4m3fn,
+    "F8_E5M2": torch.float8_e5m2,
+}
+
+
+class _TensorFile:
+    """One safetensors file whose tensors are read with plain reads, not through a mmap.
+
+    Pages of a mmap that were read stay in the process's resident set until the file is
+    closed, so streaming a 16 GB checkpoint through safetensors' mmap made it all count as
+    the process's memory; a read goes through the page cache, which the kernel owns.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle = _safe_open(path)  # validates the header with safetensors' own checks
+        with open(path, "rb") as handle:
+            size = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(size))
+        header.pop("__metadata__", None)
+        self._data_start = 8 + size
+        self._header: dict[str, Any] = header
+
+    def metadata(self) -> dict[str, str] | None:
+        return self._handle.metadata()
+
+    def keys(self) -> KeysView[str]:
+        return self._header.keys()
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._header
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._header[name]["shape"])
+
+    def get_tensor(self, name: str) -> torch.Tensor:
+        info = self._header[name]
+        start, end = info["data_offsets"]
+        out = torch.empty(end - start, dtype=torch.uint8)
+        with open(self.path, "rb") as handle:
+            handle.seek(self._data_start + start)
+            got = handle.readinto(memoryview(out.numpy()))
+        if got != end - start:
+            raise CheckpointError(
+                f"{self.path} ends inside tensor '{name}' (truncated?); re-download or re-save it"
+            )
+        return out.view(_DTYPES[info["dtype"]]).reshape(info["shape"])
 
 
 def _is_torchao(metadata: dict[str, str] | None) -> bool:
@@ -69,7 +133,7 @@ class CheckpointReader:
             self._load_pickled()
 
     def _index_file(self, file: Path) -> None:
-        handle = _safe_open(file)
+        handle = _TensorFile(file)
         self._handles[file] = handle
         metadata = handle.metadata()
         if _is_torchao(metadata):
@@ -82,7 +146,7 @@ class CheckpointReader:
                 if _has_data(name, is_plain, keys):
                     self._entries[name] = _Entry(file, None if is_plain else meta)
         else:
-            for name in handle.keys():  # noqa: SIM118 (safe_open is not iterable)
+            for name in handle.keys():  # noqa: SIM118 (a file handle, not a dict)
                 self._entries[name] = _Entry(file, None)
 
     def _load_pickled(self) -> None:
@@ -125,7 +189,7 @@ class CheckpointReader:
         if self._pickled is not None or self.is_quantized(name):
             return tuple(self.get(name).shape)
         entry = self._entries[name]
-        return tuple(self._handles[entry.file].get_slice(name).get_shape())
+        return self._handles[entry.file].shape(name)
 
     def items(self) -> Iterator[tuple[str, torch.Tensor]]:
         for name in self.names:
@@ -152,7 +216,7 @@ def _unflatten_one(name: str, meta: dict[str, Any], handle: Any) -> torch.Tensor
         data[part] = handle.get_tensor(key)
     for part in meta.get("_optional_tensor_data_names", []) or []:
         key = f"{module}._{param}_{part}"
-        if key in handle.keys():  # noqa: SIM118
+        if key in handle:
             data[part] = handle.get_tensor(key)
     described = {**meta, "_data": {**meta["_data"], **data}}
     return object_from_dict(described)
@@ -214,14 +278,22 @@ def flatten(name: str, tensor: torch.Tensor) -> tuple[dict[str, torch.Tensor], d
     return data, meta
 
 
+_DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
+
+
 class CheckpointWriter:
-    """Writes tensors into safetensors shards as they arrive, so memory holds at most one shard."""
+    """Writes tensors into safetensors shards as they arrive, holding none of them in memory.
+
+    Each tensor's bytes go to the shard's data file at once; the header (which safetensors
+    puts first) is written when the shard is complete, followed by a copy of the data.
+    """
 
     def __init__(self, directory: Path, max_shard_bytes: int = DEFAULT_SHARD_BYTES) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.max_shard_bytes = max_shard_bytes
-        self._pending: dict[str, torch.Tensor] = {}
+        self._data: Any = None  # the open data file of the shard being written
+        self._header: dict[str, Any] = {}
         self._pending_meta: dict[str, str] = {}
         self._pending_names: list[str] = []
         self._pending_bytes = 0
@@ -233,28 +305,53 @@ class CheckpointWriter:
     def add(self, name: str, tensor: torch.Tensor) -> None:
         data, meta = flatten(name, tensor.detach())
         size = sum(t.numel() * t.element_size() for t in data.values())
-        if self._pending and self._pending_bytes + size > self.max_shard_bytes:
+        if self._header and self._pending_bytes + size > self.max_shard_bytes:
             self._flush()
-        self._pending.update({k: v.contiguous() for k, v in data.items()})
+        if self._data is None:
+            self._data = open(self._shard_path(".data"), "wb")  # noqa: SIM115 (closed in _flush)
+        for key, value in data.items():
+            self._write_tensor(key, value)
         self._pending_meta.update(meta)
         self._pending_names.append(name)
         self._all_meta.update(meta)
         self._all_names.append(name)
-        self._pending_bytes += size
+
+    def _shard_path(self, suffix: str = "") -> Path:
+        return self.directory / f"shard-{len(self._shards):05d}.safetensors.partial{suffix}"
+
+    def _write_tensor(self, key: str, value: torch.Tensor) -> None:
+        flat = value.contiguous().reshape(-1)
+        raw = flat.view(torch.uint8) if flat.numel() else flat.new_empty(0, dtype=torch.uint8)
+        start = self._pending_bytes
+        self._data.write(memoryview(raw.numpy()))
+        self._pending_bytes += raw.numel()
+        self._header[key] = {
+            "dtype": _DTYPE_NAMES[value.dtype],
+            "shape": list(value.shape),
+            "data_offsets": [start, self._pending_bytes],
+        }
 
     def _flush(self) -> None:
-        from safetensors.torch import save_file
-
-        path = self.directory / f"shard-{len(self._shards):05d}.safetensors.partial"
+        path = self._shard_path()
+        data_path = self._shard_path(".data")
+        if self._data is None:  # an empty checkpoint still gets one (empty) shard
+            self._data = open(data_path, "wb")  # noqa: SIM115
+        self._data.close()
         metadata = {**self._pending_meta, "tensor_names": json.dumps(self._pending_names)}
-        save_file(self._pending, str(path), metadata=metadata)
-        self._shards.append((path, list(self._pending)))
+        header = json.dumps({"__metadata__": metadata, **self._header}).encode()
+        header += b" " * (-len(header) % 8)  # safetensors aligns the data to 8 bytes
+        with open(path, "wb") as out, open(data_path, "rb") as data:
+            out.write(len(header).to_bytes(8, "little"))
+            out.write(header)
+            shutil.copyfileobj(data, out, 16 * 1024**2)
+        data_path.unlink()
+        self._shards.append((path, list(self._header)))
         self.total_bytes += self._pending_bytes
-        self._pending, self._pending_meta, self._pending_names = {}, {}, []
+        self._data, self._header, self._pending_meta, self._pending_names = None, {}, {}, []
         self._pending_bytes = 0
 
     def close(self) -> list[Path]:
-        if self._pending or not self._shards:
+        if self._header or not self._shards:
             self._flush()
         count = len(self._shards)
         if count > 1 and self._all_meta:

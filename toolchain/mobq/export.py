@@ -179,6 +179,7 @@ def run(
         metadata=methods,
         dynamic_shapes=dynamic,
     )
+    del model  # the manager holds it until lowering is done with it
     partitioners = [get_xnnpack_partitioner(dynamic_quant_only_partitioner=True)]
     if options.xnnpack_extended_ops:
         partitioners.append(get_xnnpack_partitioner(dynamic_quant_only_partitioner=False))
@@ -188,6 +189,7 @@ def run(
             manager.run_canonical_optimizations()
         with progress.task("lowering to XNNPACK"):
             manager = manager.to_edge_transform_and_lower(partitioners)
+        _drop_eager_copies(manager)
         with progress.task("serializing the ExecuTorch program"):
             manager = manager.to_executorch()
             with fsutil.atomic_path(Path(pte_path)) as tmp, open(tmp, "wb") as handle:
@@ -195,6 +197,19 @@ def run(
     except (RuntimeError, AssertionError, torch._dynamo.exc.Unsupported) as exc:  # type: ignore[attr-defined]
         raise StageError(f"ExecuTorch export failed: {' '.join(str(exc).split())[:300]}") from exc
     return ExportResult(Path(pte_path), Path(pte_path).stat().st_size, methods)
+
+
+def _drop_eager_copies(manager: Any) -> None:
+    """After lowering, XNNPACK holds its own packed weights: let the eager ones go.
+
+    The eager model and the pre-autograd graph keep the converted weights alive; nothing after
+    lowering reads them, and freeing them keeps one copy of the weights during serialization.
+    """
+    from mobq.hostinfo import release_memory
+
+    manager.model = None
+    manager.pre_autograd_graph_module = None
+    release_memory()
 
 
 def _quiet_executorch_logging() -> None:

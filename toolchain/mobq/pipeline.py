@@ -162,10 +162,13 @@ class _Stages:
             )
             return path, found["result"]
         start = time.perf_counter()
+        hostinfo.release_memory()  # what earlier stages freed must not count against this one
+        hostinfo.reset_peak_rss()
         with progress.stage(name, detail) as note:
             result = work(path)
             note["note"] = result.pop("_note", "")
         seconds = round(time.perf_counter() - start, 2)
+        peak = hostinfo.peak_rss_mb()
         self.cache.commit(name, key, {"result": result, "seconds": seconds})
         self.records.append(
             StageRecord(
@@ -173,7 +176,7 @@ class _Stages:
                 seconds=seconds,
                 cached=False,
                 key=key,
-                peak_rss_mb=hostinfo.peak_rss_mb(),
+                peak_rss_mb=peak,
                 detail=result,
             )
         )
@@ -432,6 +435,7 @@ def _export_and_verify(
     runner_tokenizer = out / "tokenizer.json"
     tokenizer_changes = metadata.write_runner_tokenizer(tokenizer_dir, runner_tokenizer)
     exported = export_stage.run(converted_dir, pte, options, methods)
+    hostinfo.release_memory()  # lowering's graphs are garbage now, before verify loads models
     try:
         with progress.stage("verify", reference_name):
             result = verify_stage.run(

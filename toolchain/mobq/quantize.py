@@ -144,6 +144,43 @@ def quantize_weight(
     GPU packings are made on the GPU (tinygemm's layout is the device's); the result comes
     back to the CPU so the shard writer can stream it.
     """
+    if device == "cpu" and weight.shape[0] > ROWS_PER_CHUNK:
+        chunked = _quantize_by_rows(kind, weight, config, dtype)
+        if chunked is not None:
+            return chunked
+    return _quantize_whole(kind, weight, config, device, dtype)
+
+
+# Rows quantized at once: bounds the float upcast and torchao's intermediates (a 151936-row
+# lm_head in fp32 is 622 MB, and quantizing it whole needed ~2 GB more).
+ROWS_PER_CHUNK = 8192
+
+
+def _quantize_by_rows(
+    kind: str, weight: torch.Tensor, config: Any, dtype: torch.dtype
+) -> torch.Tensor | None:
+    """Quantize row blocks and join them: identical to the whole tensor when scales are per row.
+
+    Returns None (caller quantizes whole) for layouts whose quantization is not row-local.
+    """
+    from torchao.quantization import IntxUnpackedToInt8Tensor
+
+    parts = []
+    for start in range(0, weight.shape[0], ROWS_PER_CHUNK):
+        part = _quantize_whole(kind, weight[start : start + ROWS_PER_CHUNK], config, "cpu", dtype)
+        if not isinstance(part, IntxUnpackedToInt8Tensor) or part.block_size[0] != 1:
+            return None
+        parts.append(part)
+    first = parts[0]
+    joined = [torch.cat([getattr(p, name) for p in parts]) for name in first.tensor_data_names]
+    del parts
+    attributes = [getattr(first, name) for name in first.tensor_attribute_names]
+    return type(first)(*joined, *attributes)
+
+
+def _quantize_whole(
+    kind: str, weight: torch.Tensor, config: Any, device: str, dtype: torch.dtype
+) -> torch.Tensor:
     from torchao.quantization import quantize_
 
     weight = weight.to(device=device, dtype=dtype)

@@ -53,7 +53,7 @@ def run(model_dir: Path, out_dir: Path) -> UntieResult:
     with CheckpointReader(model_dir) as reader:
         if not is_tied(config, reader, family.lm_head_key):
             return UntieResult(Path(model_dir), was_tied=False, copied_tensor=None)
-        embedding = reader.get(family.embedding_key).clone()
+        embedding = reader.get(family.embedding_key)  # read into memory the reader does not own
     with fsutil.atomic_path(Path(out_dir), is_dir=True) as tmp:
         weight_map = _link_shards(Path(model_dir), tmp)
         writer = CheckpointWriter(tmp / "lm_head_shard")

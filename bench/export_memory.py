@@ -1,0 +1,220 @@
+"""Export memory and time: one `mobq export --random-weights` in a child, measured from outside.
+
+Reports the wall time, the peak memory of the whole process tree (every descendant's PSS
+summed, sampled every 0.1 s, so a stage run in a helper process still counts and pages a forked
+helper shares with its parent count once; the plain RSS sum is recorded too), the child's own
+ru_maxrss (os.wait4), each stage's peak from the manifest, the CPU model and the load average
+(other processes on the machine slow the export down; memory does not depend on them).
+
+A fresh stage cache is used unless --cache is given, so every stage runs. --layers N exports
+the recipe's architecture with N decoder layers: a fast proxy (memory per layer and the
+embeddings scale predictably). Figures are in docs/performance.md ("Export memory and time").
+
+    python bench/export_memory.py qwen3-0.6b --ctx 512 --scheme 8da4w --json-out m06.json
+    python bench/export_memory.py qwen3-0.6b --layers 2        # proxy, a few minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_SECONDS = 0.1
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="a recipe name (its architecture, random weights)")
+    parser.add_argument("--ctx", type=int, default=512)
+    parser.add_argument("--scheme", default="8da4w")
+    parser.add_argument("--layers", type=int, help="proxy: this many decoder layers")
+    parser.add_argument("--tokenizer", type=Path, help="tokenizer directory for the build")
+    parser.add_argument("--cache", type=Path, help="stage cache (default: a fresh one)")
+    parser.add_argument("--json-out", type=Path, help="also write the figures here")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def child_main(args: argparse.Namespace) -> None:
+    """Inside the measured process: the CLI's own export, with the proxy's layer count."""
+    sys.path.insert(0, str(REPO / "toolchain"))
+    from mobq import recipes
+    from mobq.cli import main
+
+    if args.layers:
+        original = recipes.get_recipe
+
+        def fewer_layers(name: str) -> Any:
+            recipe = original(name)
+            architecture = {**recipe.architecture, "num_hidden_layers": args.layers}
+            return recipe.model_copy(update={"architecture": architecture})
+
+        recipes.get_recipe = fewer_layers  # type: ignore[assignment]
+    argv = ["export", args.model, "--random-weights", "--ctx", str(args.ctx)]
+    argv += ["--scheme", args.scheme, "--out", str(args.out), "--force"]
+    if args.tokenizer:
+        argv += ["--tokenizer", str(args.tokenizer)]
+    sys.argv = ["mobq", *argv]
+    main()
+
+
+def _children() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as handle:
+                ppid = int(handle.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        tree.setdefault(ppid, []).append(int(entry))
+    return tree
+
+
+def _memory_mb(pid: int) -> tuple[float, float]:
+    """(Rss, Pss) of one process in MB; Pss shares each shared page among its users."""
+    found = {"Rss:": 0.0, "Pss:": 0.0}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as handle:
+            for line in handle:
+                key = line.split(maxsplit=1)[0]
+                if key in found:
+                    found[key] = int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return found["Rss:"], found["Pss:"]
+
+
+def _name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read().replace(b"\0", b" ").decode(errors="replace")[:80].strip()
+    except OSError:
+        return "?"
+
+
+def tree_memory_mb(root: int) -> tuple[float, float, dict[int, str]]:
+    """Rss and Pss of `root` and all its descendants, summed, and who they were.
+
+    Forked helpers (e.g. compile workers) share the parent's pages: summing their Rss counts
+    those pages twice, summing Pss counts them once. Pss is the figure reported.
+    """
+    tree, rss, pss, todo, seen = _children(), 0.0, 0.0, [root], {}
+    while todo:
+        pid = todo.pop()
+        one_rss, one_pss = _memory_mb(pid)
+        rss, pss = rss + one_rss, pss + one_pss
+        seen[pid] = _name(pid)
+        todo.extend(tree.get(pid, []))
+    return rss, pss, seen
+
+
+class TreeSampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.stop = pid, threading.Event()
+        self.peak_rss_mb, self.peak_pss_mb = 0.0, 0.0
+        self.processes: dict[int, str] = {}
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            rss, pss, seen = tree_memory_mb(self.pid)
+            self.peak_rss_mb = max(self.peak_rss_mb, rss)
+            self.peak_pss_mb = max(self.peak_pss_mb, pss)
+            self.processes.update(seen)
+            self.stop.wait(SAMPLE_SECONDS)
+
+
+def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    out = workdir / "out"
+    env = {**os.environ, "MOBQ_CACHE": str(args.cache or workdir / "cache"), "COLUMNS": "200"}
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", args.model]
+    command += ["--ctx", str(args.ctx), "--scheme", args.scheme, "--out", str(out)]
+    command += ["--layers", str(args.layers)] if args.layers else []
+    command += ["--tokenizer", str(args.tokenizer)] if args.tokenizer else []
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env)
+    sampler = TreeSampler(process.pid)
+    sampler.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    sampler.stop.set()
+    sampler.join()
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise SystemExit(f"the export failed (exit {code}); its output is above")
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {
+        "model": args.model,
+        "layers": args.layers or manifest["model"]["params"]["n_layers"],
+        "ctx": args.ctx,
+        "scheme": args.scheme,
+        "wall_s": round(wall, 1),
+        "tree_peak_pss_mb": round(sampler.peak_pss_mb, 1),
+        "tree_peak_rss_sum_mb": round(sampler.peak_rss_mb, 1),
+        "processes": sorted(set(sampler.processes.values())),
+        "child_maxrss_mb": round(usage.ru_maxrss / 1024, 1),
+        "cpu_user_s": round(usage.ru_utime, 1),
+        "stages": [
+            {k: s.get(k) for k in ("name", "seconds", "peak_rss_mb", "cached")}
+            for s in manifest["stages"]
+        ],
+        "pte_bytes": (out / "model.pte").stat().st_size,
+        "load_avg_before": [round(x, 2) for x in load_before],
+        "load_avg_after": [round(x, 2) for x in os.getloadavg()],
+        "host": manifest.get("host"),
+        "versions": manifest.get("versions"),
+    }
+
+
+def show(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result['model']} ({result['layers']} layers), {result['scheme']}")
+    table.add_column("stage")
+    table.add_column("seconds", justify="right")
+    table.add_column("peak RSS MB", justify="right")
+    for stage in result["stages"]:
+        table.add_row(stage["name"], f"{stage['seconds']:.1f}", f"{stage['peak_rss_mb'] or 0:.0f}")
+    table.add_row(
+        "[bold]whole tree (PSS)[/]", f"{result['wall_s']:.1f}", f"{result['tree_peak_pss_mb']:.0f}"
+    )
+    console = Console()
+    console.print(table)
+    host = result.get("host") or {}
+    console.print(
+        f"cpu {host.get('cpu')} ({host.get('cores')} cores), load {result['load_avg_before']} -> "
+        f"{result['load_avg_after']}, child ru_maxrss {result['child_maxrss_mb']:.0f} MB, "
+        f"user CPU {result['cpu_user_s']:.0f} s, .pte {result['pte_bytes'] / 1e6:.1f} MB, "
+        f"tree RSS summed {result['tree_peak_rss_sum_mb']:.0f} MB over "
+        f"{len(result['processes'])} distinct command lines"
+    )
+
+
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    if args.child:
+        child_main(args)
+        return
+    with tempfile.TemporaryDirectory(prefix="mobq-export-memory-") as workdir:
+        result = measure(args, Path(workdir))
+    show(result)
+    if args.json_out:
+        args.json_out.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
