@@ -69,8 +69,15 @@ def quiet_native_logs() -> Iterator[None]:
     os.dup2(devnull, 1)
     os.dup2(devnull, 2)
     _real_stdout_fd = saved_out
+    # ExecuTorch's Python bindings also log through sys.stdout/sys.stderr (e.g. "Program
+    # validation failed"), which need not be fds 1/2 (an embedding app, click's CliRunner).
     try:
-        yield
+        with (
+            open(os.devnull, "w") as sink,
+            contextlib.redirect_stdout(sink),
+            contextlib.redirect_stderr(sink),
+        ):
+            yield
     finally:
         _flush_c_stdio()
         os.dup2(saved_out, 1)
