@@ -90,18 +90,52 @@ def reporter() -> Reporter:
     return _reporter
 
 
+_interrupt_requested = False
+
+
+def request_interrupt() -> None:
+    """Called by the CLI's signal handler before it raises KeyboardInterrupt.
+
+    A library that swallows the KeyboardInterrupt (a broad `except` deep in a tracer, say)
+    cannot make mobq carry on: the next stage or step boundary raises it again.
+    """
+    global _interrupt_requested
+    _interrupt_requested = True
+
+
+def clear_interrupt() -> None:
+    global _interrupt_requested
+    _interrupt_requested = False
+
+
+def check_interrupted() -> None:
+    if _interrupt_requested:
+        raise KeyboardInterrupt
+
+
 @contextlib.contextmanager
 def stage(name: str, detail: str = "") -> Iterator[dict[str, str]]:
     """Announce a stage; the caller may set result['note'] to say what it produced."""
+    check_interrupted()
     result: dict[str, str] = {"note": ""}
     _reporter.stage_start(name, detail)
     start = time.perf_counter()
     yield result
+    check_interrupted()
     _reporter.stage_end(name, time.perf_counter() - start, result["note"])
 
 
-def task(description: str, total: int | None = None):
-    return _reporter.task(description, total)
+@contextlib.contextmanager
+def task(description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+    check_interrupted()
+    with _reporter.task(description, total) as advance:
+
+        def step(n: int = 1) -> None:
+            check_interrupted()
+            advance(n)
+
+        yield step
+    check_interrupted()
 
 
 def info(message: str) -> None:

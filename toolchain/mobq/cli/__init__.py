@@ -41,14 +41,20 @@ def _quiet_libraries() -> None:
 
 
 def _interrupt_on_sigterm() -> None:
-    """`kill` (SIGTERM) unwinds like Ctrl-C, so temporaries are removed on the way out."""
+    """Ctrl-C and `kill` (SIGTERM) unwind the same way, so temporaries are removed on the way
+    out; the request is also remembered, in case a library swallows the KeyboardInterrupt."""
     import signal
 
+    from mobq import progress
+
     def handler(signum: int, frame: Any) -> None:
+        progress.request_interrupt()
         raise KeyboardInterrupt
 
+    progress.clear_interrupt()
     with contextlib.suppress(ValueError):  # not the main thread (e.g. inside a test runner)
         signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
 
 
 class MobqGroup(click.Group):
