@@ -1,4 +1,4 @@
-"""Llama-3.x and Phi-4-mini through the same verified export; Gemma-3 refused by name.
+"""Llama-3.x and Phi-4-mini through the same verified export (Gemma-3: test_gemma3.py).
 
 Tiny random-weight models are built from each recipe's real config.json snapshot with the
 family's quirks kept: llama3 rope scaling (tied), Phi-3's fused qkv_proj / gate_up_proj,
@@ -21,7 +21,7 @@ from mobq import convert, metadata, runtime, tinylm, untie
 from mobq.checkpoint import CheckpointReader
 from mobq.errors import CheckpointError, InputError, UnsupportedModel
 from mobq.export import ExportOptions, load_eager_model, model_args
-from mobq.families import FAMILIES, family_for_config, supported_architectures
+from mobq.families import FAMILIES, family_for_config
 from mobq.recipes import all_recipes, get_recipe
 from mobq.source import load_config
 from mobq.verify import sqnr_db
@@ -114,20 +114,6 @@ def test_recipe_snapshots_build_configs_of_their_own_family() -> None:
         config = AutoConfig.for_model(**recipe.architecture)
         family = next(f for f in FAMILIES.values() if config.architectures[0] in f.architectures)
         assert family.name == recipe.family
-
-
-@pytest.mark.parametrize("recipe", ["gemma-3-1b", "gemma-3-4b"])
-def test_gemma3_is_refused_naming_what_executorch_lacks(recipe: str) -> None:
-    from transformers import AutoConfig
-
-    config = AutoConfig.for_model(**get_recipe(recipe).architecture)
-    with pytest.raises(UnsupportedModel) as info:
-        family_for_config(config)
-    message = str(info.value)
-    for missing in ("post-attention", "GELU-tanh", "sqrt(hidden)", "sliding window", "rope base"):
-        assert missing in message
-    assert "Supported: " in message and "Phi3ForCausalLM" in message
-    assert "Gemma3ForCausalLM" not in supported_architectures()
 
 
 def test_unsupported_architecture_lists_the_supported_ones() -> None:

@@ -151,6 +151,22 @@ def constant_methods(
 def run(
     converted_dir: Path, pte_path: Path, options: ExportOptions, runtime_methods: dict[str, Any]
 ) -> ExportResult:
+    """ExecuTorch's llama Transformer with the converted weights -> a verified-ready .pte."""
+    params = json.loads((Path(converted_dir) / PARAMS_FILE).read_text())
+    methods = constant_methods(params, options, runtime_methods)
+    with progress.task("loading weights into ExecuTorch's llama model"):
+        model = _for_runtime(load_eager_model(converted_dir, options))
+    return lower_to_pte(model, Path(pte_path), options, methods)
+
+
+def lower_to_pte(
+    model: torch.nn.Module, pte_path: Path, options: ExportOptions, methods: dict[str, Any]
+) -> ExportResult:
+    """torch.export -> XNNPACK -> .pte for any decoder called as `forward(tokens, input_pos)`.
+
+    `tokens` is [1, n] with n dynamic up to the prefill chunk, `input_pos` the [1] start
+    position: the interface ExecuTorch's TextLLMRunner drives. Takes ownership of `model`.
+    """
     from mobq.runtime import quiet_native_logs
 
     with quiet_native_logs():  # pytorch_tokenizers prints on import
@@ -158,10 +174,6 @@ def run(
         from executorch.extension.llm.export.partitioner_lib import get_xnnpack_partitioner
 
     _quiet_executorch_logging()
-    params = json.loads((Path(converted_dir) / PARAMS_FILE).read_text())
-    methods = constant_methods(params, options, runtime_methods)
-    with progress.task("loading weights into ExecuTorch's llama model"):
-        model = _for_runtime(load_eager_model(converted_dir, options))
     example = (
         torch.tensor([[2, 3, 4]], dtype=torch.long),
         {"input_pos": torch.tensor([0], dtype=torch.long)},

@@ -1,9 +1,12 @@
 """Model families: everything that differs between architectures, one mapping each.
 
-A family says which Hugging Face architectures it covers, how checkpoint keys map to
-ExecuTorch's llama layout (one templated table, `{L}` standing for the layer index), and how
-ExecuTorch's `ModelArgs` derive from the model's own config.json. Adding a model of a
-supported family is a recipe file; adding a family is one entry here.
+A family says which Hugging Face architectures it covers and which exporter lowers it:
+- `llama`: ExecuTorch's llama Transformer. The family gives how checkpoint keys map to its
+  layout (one templated table, `{L}` standing for the layer index) and how `ModelArgs` derive
+  from the model's own config.json.
+- `hf`: transformers' own decoder module with a static KV cache (`export_hf`), for families
+  whose blocks the llama Transformer cannot express; no key map, the weights stay as saved.
+Adding a model of a supported family is a recipe file; adding a family is one entry here.
 """
 
 from __future__ import annotations
@@ -70,8 +73,13 @@ class Family:
     splits: tuple[Split, ...] = ()
     embedding_key: str = "model.embed_tokens.weight"
     lm_head_key: str = "lm_head.weight"
-    # Why ExecuTorch's llama Transformer cannot run this family yet (None: it can).
+    # Why mobq cannot export this family yet (None: it can).
     blocked: str | None = None
+    exporter: str = "llama"  # "llama" (ExecuTorch's llama Transformer) or "hf" (export_hf)
+    # Multimodal checkpoints: the text decoder's key prefixes -> a *ForCausalLM's, and that
+    # class. A text-only export keeps these tensors and drops the vision tower and projector.
+    text_decoder_prefixes: Mapping[str, str] = field(default_factory=dict)
+    text_decoder_architecture: str | None = None
 
     def keys_for(self, config: Any) -> dict[str, str]:
         return {**self.keys, **self.conditional_keys(config)}
@@ -302,20 +310,46 @@ PHI3_SPLITS = (
     ),
 )
 
-# What ExecuTorch 1.5.1's llama Transformer lacks for Gemma-3 (read from its sources).
-GEMMA3_MISSING = (
-    "ExecuTorch 1.5.1's llama Transformer cannot express Gemma-3: its TransformerBlock has no "
-    "post-attention/post-feedforward norms (ModelArgs.post_attention_norm/post_ffn_norm are "
-    "never read), FeedForward is fixed to SiLU (act_fn is never read, Gemma needs GELU-tanh), "
-    "embedding_scale_factor is never applied (Gemma scales by sqrt(hidden)), and attention has "
-    "no per-layer sliding window nor a second rope base (local_rope_theta is never read); "
-    "also, the runner's tokenizer (pytorch_tokenizers 1.5.0) splits Gemma's whitespace runs "
-    "unlike transformers"
-)
+
+def summary_model_args(config: Any) -> dict[str, Any]:
+    """The sizes an `hf`-exported family records in the manifest (no ModelArgs are built)."""
+    cfg = text_config(config)
+    n_heads = cfg.num_attention_heads
+    return {
+        "dim": cfg.hidden_size,
+        "n_layers": cfg.num_hidden_layers,
+        "n_heads": n_heads,
+        "n_kv_heads": getattr(cfg, "num_key_value_heads", None) or n_heads,
+        "head_dim": head_dim_of(cfg),
+        "hidden_dim": cfg.intermediate_size,
+        "vocab_size": cfg.vocab_size,
+    }
 
 
 def gemma3_model_args(config: Any) -> dict[str, Any]:
-    raise UnsupportedModel(GEMMA3_MISSING)
+    """Gemma-3 runs as transformers' own module: its quirks (four norms per layer with the +1
+    offset, q/k norms, GELU-tanh, sqrt(hidden) embedding scale, query_pre_attn_scalar, sliding
+    and global layers with two rope bases) are kept by construction. Recorded for the manifest.
+    """
+    cfg = text_config(config)
+    layer_types = list(getattr(cfg, "layer_types", None) or [])
+    return {
+        **summary_model_args(config),
+        "sliding_window": getattr(cfg, "sliding_window", None),
+        "sliding_layers": sum(kind == "sliding_attention" for kind in layer_types),
+        "rope": rope_parameters(cfg),
+        "query_pre_attn_scalar": getattr(cfg, "query_pre_attn_scalar", None),
+        "hidden_activation": getattr(cfg, "hidden_activation", None),
+    }
+
+
+# Gemma3ForConditionalGeneration, as transformers 5 saves it and as the hub checkpoints are.
+GEMMA3_TEXT_PREFIXES = {
+    "model.language_model.": "model.",
+    "language_model.model.": "model.",
+    "language_model.lm_head.": "lm_head.",
+    "lm_head.": "lm_head.",
+}
 
 
 FAMILIES: dict[str, Family] = {
@@ -345,7 +379,9 @@ FAMILIES: dict[str, Family] = {
         architectures=("Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"),
         keys={},
         model_args=gemma3_model_args,
-        blocked=GEMMA3_MISSING,
+        exporter="hf",
+        text_decoder_prefixes=GEMMA3_TEXT_PREFIXES,
+        text_decoder_architecture="Gemma3ForCausalLM",
     ),
 }
 

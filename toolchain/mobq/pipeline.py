@@ -1,6 +1,7 @@
 """`mobq export`: every stage in order, each cached by content, the result verified.
 
-resolve -> untie -> quantize -> convert -> export -> verify -> assemble. The output directory
+resolve -> untie -> quantize -> convert -> export -> verify -> assemble (`hf` families skip
+convert: transformers' own module is exported, in its own layout). The output directory
 is assembled under a temporary name and renamed into place only after verification passed,
 so an interrupted or failed run leaves no `model.pte` that looks finished.
 """
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mobq import cache, fsutil, hostinfo, metadata, progress
+from mobq import cache, export_hf, fsutil, hostinfo, metadata, progress
 from mobq import convert as convert_stage
 from mobq import export as export_stage
 from mobq import quantize as quantize_stage
@@ -231,7 +232,7 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     fsutil.prepare_output_dir(out, force=request.force)
     check_ctx(settings.ctx, getattr(text_config(config), "max_position_embeddings", None))
     if scheme.quantized:  # a scheme or override that cannot apply fails before any stage runs
-        modules = quantize_stage.quantizable_modules(config)
+        modules = quantize_stage.quantizable_modules(untie_stage.exported_config(config, family))
         quantize_stage.make_plan(modules, scheme, options, settings.overrides)
     export_options = export_stage.ExportOptions(ctx=settings.ctx, max_seq_len=request.max_seq_len)
     # Family limits on ctx (e.g. LongRoPE's switch point) fail here, not after quantizing.
@@ -239,7 +240,7 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     use_given = request.tokenizer and not request.random_weights
     tokenizer_dir = Path(request.tokenizer) if use_given else source.path
     runtime_md = metadata.derive(source.path, tokenizer_dir, config)
-    keys = _stage_keys(source, family.name, settings, options, export_options, runtime_md, request)
+    keys = _stage_keys(source, family, settings, options, export_options, runtime_md, request)
     return ExportPlan(
         request,
         source,
@@ -258,7 +259,7 @@ def plan_export(request: ExportRequest) -> ExportPlan:
 
 def _stage_keys(
     source: Source,
-    family: str,
+    family: Any,
     settings: Settings,
     options: QuantOptions,
     export_options: export_stage.ExportOptions,
@@ -283,13 +284,16 @@ def _stage_keys(
             v=PIPELINE_VERSION,
         )
         convert_input = keys["quantize"]
-    keys["convert"] = cache.stage_key(
-        "convert", input=convert_input, family=family, v=PIPELINE_VERSION
-    )
+    if family.exporter == "llama":
+        keys["convert"] = cache.stage_key(
+            "convert", input=convert_input, family=family.name, v=PIPELINE_VERSION
+        )
+        convert_input = keys["convert"]
     threshold = request.min_sqnr_db if request.min_sqnr_db is not None else scheme.min_sqnr_db
     keys["export"] = cache.stage_key(
         "export",
-        input=keys["convert"],
+        input=convert_input,
+        exporter=family.exporter,
         ctx=export_options.ctx,
         seq=export_options.seq_len,
         methods=runtime_md.pte_constant_methods(),
@@ -336,12 +340,19 @@ def run_plan(plan: ExportPlan) -> tuple[Path, Manifest]:
             detail,
             lambda p: _quantize(untied_dir, p, settings, options),
         )
-    converted_dir, convert_result = stages.run(
-        "convert",
-        keys["convert"],
-        f"{plan.family.name} keys -> ExecuTorch llama layout",
-        lambda p: _convert(convert_input, p),
-    )
+    if "convert" in keys:
+        converted_dir, convert_result = stages.run(
+            "convert",
+            keys["convert"],
+            f"{plan.family.name} keys -> ExecuTorch llama layout",
+            lambda p: _convert(convert_input, p),
+        )
+        params = convert_result["params"]
+        exporter, export_detail = export_stage.run, "KV cache + custom SDPA"
+    else:  # an `hf` family: transformers' module is exported in its own layout
+        converted_dir = convert_input
+        params = convert_stage.derive_params(plan.config, plan.family)
+        exporter, export_detail = export_hf.run, "transformers module + static KV cache"
     quantized = "quantize" in keys
     reference_name = (
         f"eager {settings.scheme} model (transformers + torchao)"
@@ -351,8 +362,9 @@ def run_plan(plan: ExportPlan) -> tuple[Path, Manifest]:
     program_dir, export_result = stages.run(
         "export",
         keys["export"],
-        f"XNNPACK, ctx {plan.export_options.ctx}, KV cache + custom SDPA",
+        f"XNNPACK, ctx {plan.export_options.ctx}, {export_detail}",
         lambda p: _export_and_verify(
+            exporter,
             converted_dir,
             p,
             plan.export_options,
@@ -374,7 +386,7 @@ def run_plan(plan: ExportPlan) -> tuple[Path, Manifest]:
         plan.export_options,
         plan.runtime_md,
         quant_result,
-        convert_result,
+        params,
         export_result,
         program_dir,
         plan.tokenizer_dir,
@@ -418,6 +430,7 @@ def _convert(model_dir: Path, out: Path) -> dict[str, Any]:
 
 
 def _export_and_verify(
+    exporter: Any,
     converted_dir: Path,
     out: Path,
     options: export_stage.ExportOptions,
@@ -434,7 +447,7 @@ def _export_and_verify(
     # The tokenizer the apps' runner will read, checked against transformers before lowering.
     runner_tokenizer = out / "tokenizer.json"
     tokenizer_changes = metadata.write_runner_tokenizer(tokenizer_dir, runner_tokenizer)
-    exported = export_stage.run(converted_dir, pte, options, methods)
+    exported = exporter(converted_dir, pte, options, methods)
     hostinfo.release_memory()  # lowering's graphs are garbage now, before verify loads models
     try:
         with progress.stage("verify", reference_name):
@@ -477,13 +490,12 @@ def _assemble(
     options: export_stage.ExportOptions,
     runtime_md: metadata.RuntimeMetadata,
     quant_result: dict[str, Any] | None,
-    convert_result: dict[str, Any],
+    params: dict[str, Any],
     export_result: dict[str, Any],
     program_dir: Path,
     tokenizer_dir: Path,
     records: list[StageRecord],
 ) -> Manifest:
-    params = convert_result["params"]
     with fsutil.atomic_path(out, is_dir=True) as tmp:
         fsutil.link_or_copy(program_dir / "model.pte", tmp / "model.pte")
         files = [file_entry(tmp, "model.pte", "program")]

@@ -133,7 +133,20 @@ class TinySpec:
     tie_word_embeddings: bool | None = None  # None: as the real architecture
 
 
+# A SigLIP tower of toy size for multimodal architectures: 28x28 pixels in 14x14 patches.
+TINY_VISION = {
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "image_size": 28,
+    "patch_size": 14,
+}
+
+
 def tiny_config(architecture: dict[str, Any], spec: TinySpec, vocab_size: int) -> dict[str, Any]:
+    if isinstance(architecture.get("text_config"), dict):
+        return _tiny_multimodal_config(architecture, spec, vocab_size)
     config = dict(architecture)
     config.update(
         hidden_size=spec.hidden_size,
@@ -149,6 +162,27 @@ def tiny_config(architecture: dict[str, Any], spec: TinySpec, vocab_size: int) -
     if spec.tie_word_embeddings is not None:
         config["tie_word_embeddings"] = spec.tie_word_embeddings
     _shrink_rope_factors(config, spec)
+    return config
+
+
+def _tiny_multimodal_config(
+    architecture: dict[str, Any], spec: TinySpec, vocab_size: int
+) -> dict[str, Any]:
+    """Shrink the nested text decoder like a plain one, the vision tower to TINY_VISION.
+
+    Image token ids move to the top of the toy vocabulary (the real ones lie past it), and
+    the image becomes as many soft tokens as the toy tower has patches.
+    """
+    config = dict(architecture)
+    config["text_config"] = tiny_config(architecture["text_config"], spec, vocab_size)
+    config["vision_config"] = {**architecture.get("vision_config", {}), **TINY_VISION}
+    patches = TINY_VISION["image_size"] // TINY_VISION["patch_size"]
+    config["mm_tokens_per_image"] = patches * patches
+    for offset, key in enumerate(("image_token_index", "boi_token_index", "eoi_token_index")):
+        if key in config:
+            config[key] = vocab_size - 1 - offset
+    if spec.tie_word_embeddings is not None:
+        config["tie_word_embeddings"] = spec.tie_word_embeddings
     return config
 
 

@@ -3,6 +3,10 @@
 Phones want int8 embeddings (a gather) and int4 lm_head (a matmul); a tied checkpoint shares
 one tensor. The untied directory hard-links the original shards (no extra disk) and adds one
 small shard holding lm_head.weight, with config.json updated.
+
+A multimodal checkpoint (Gemma-3 4B) exported as text takes its language model here: the
+text decoder's tensors are streamed into a `*ForCausalLM` checkpoint (untied on the way),
+the vision tower and projector are left out.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ from typing import Any
 
 from mobq import fsutil, progress
 from mobq.checkpoint import INDEX_FILE, CheckpointReader, CheckpointWriter, safetensors_files
-from mobq.families import family_for_config, text_config
+from mobq.errors import CheckpointError
+from mobq.families import Family, family_for_config, text_config
 from mobq.source import load_config
 
 SIDE_FILES = ("generation_config.json",)
@@ -26,12 +31,14 @@ class UntieResult:
     path: Path
     was_tied: bool
     copied_tensor: str | None
+    dropped_tensors: int = 0  # multimodal: the vision tower's and projector's
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": str(self.path),
             "was_tied": self.was_tied,
             "lm_head_from": self.copied_tensor,
+            "dropped_tensors": self.dropped_tensors,
         }
 
 
@@ -50,6 +57,8 @@ def run(model_dir: Path, out_dir: Path) -> UntieResult:
     """Write an untied copy of `model_dir` to `out_dir` (or report that none is needed)."""
     config = load_config(model_dir)
     family = family_for_config(config, f"{model_dir}/config.json")
+    if needs_text_decoder(config, family):
+        return extract_text_decoder(Path(model_dir), Path(out_dir), config, family)
     with CheckpointReader(model_dir) as reader:
         if not is_tied(config, reader, family.lm_head_key):
             return UntieResult(Path(model_dir), was_tied=False, copied_tensor=None)
@@ -69,6 +78,82 @@ def run(model_dir: Path, out_dir: Path) -> UntieResult:
         copy_side_files(Path(model_dir), tmp)
     progress.info(f"lm_head.weight copied from {family.embedding_key} ({tuple(embedding.shape)})")
     return UntieResult(Path(out_dir), was_tied=True, copied_tensor=family.embedding_key)
+
+
+def needs_text_decoder(config: Any, family: Family) -> bool:
+    architectures = list(getattr(config, "architectures", None) or [])
+    return (
+        bool(family.text_decoder_prefixes)
+        and getattr(config, "text_config", None) is not None
+        and family.text_decoder_architecture not in architectures
+    )
+
+
+def text_decoder_name(name: str, prefixes: dict[str, str]) -> str | None:
+    """The *ForCausalLM name of a multimodal tensor, None for the vision tower's and projector's."""
+    for prefix, replacement in prefixes.items():
+        if name.startswith(prefix):
+            return replacement + name[len(prefix) :]
+    return None
+
+
+def extract_text_decoder(
+    model_dir: Path, out_dir: Path, config: Any, family: Family
+) -> UntieResult:
+    """Stream the language model's tensors into an untied *ForCausalLM checkpoint."""
+    prefixes = dict(family.text_decoder_prefixes)
+    with CheckpointReader(model_dir) as reader:
+        renamed = {name: text_decoder_name(name, prefixes) for name in reader.names}
+        kept = {old: new for old, new in renamed.items() if new is not None}
+        if family.embedding_key not in kept.values():
+            raise CheckpointError(
+                f"{model_dir}: no text decoder tensors found (expected names starting with "
+                f"{', '.join(prefixes)}); is this a {family.name} checkpoint?"
+            )
+        tied = family.lm_head_key not in kept.values()
+        with fsutil.atomic_path(out_dir, is_dir=True) as tmp:
+            writer = CheckpointWriter(tmp)
+            with progress.task("taking the text decoder", total=len(kept)) as advance:
+                for old, new in kept.items():
+                    tensor = reader.get(old)
+                    writer.add(new, tensor)
+                    if tied and new == family.embedding_key:
+                        writer.add(family.lm_head_key, tensor)
+                    del tensor
+                    advance(1)
+            writer.close()
+            (tmp / "config.json").write_text(
+                json.dumps(_text_config_dict(config, family), indent=2)
+            )
+            copy_side_files(model_dir, tmp)
+    dropped = len(renamed) - len(kept)
+    progress.info(f"text decoder taken: {len(kept)} tensors kept, {dropped} vision ones left out")
+    return UntieResult(
+        out_dir,
+        was_tied=tied,
+        copied_tensor=family.embedding_key if tied else None,
+        dropped_tensors=dropped,
+    )
+
+
+def exported_config(config: Any, family: Family) -> Any:
+    """The config of what is exported: the text decoder's for a multimodal checkpoint."""
+    if not needs_text_decoder(config, family):
+        return config
+    from transformers import AutoConfig
+
+    return AutoConfig.for_model(**_text_config_dict(config, family))
+
+
+def _text_config_dict(config: Any, family: Family) -> dict[str, Any]:
+    """The nested text config as a standalone, untied *ForCausalLM config.json."""
+    text = config.text_config.to_dict()
+    text["architectures"] = [family.text_decoder_architecture]
+    text["tie_word_embeddings"] = False
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        if text.get(key) is None and getattr(config, key, None) is not None:
+            text[key] = getattr(config, key)
+    return text
 
 
 def _link_shards(src: Path, dst: Path) -> dict[str, str]:

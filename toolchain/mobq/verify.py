@@ -83,12 +83,9 @@ def prompt_token_ids(
 
 
 def load_reference(model_dir: Path) -> torch.nn.Module:
-    from transformers import AutoModelForCausalLM
+    from mobq.hfmodel import load_causal_lm
 
-    model = AutoModelForCausalLM.from_pretrained(
-        str(model_dir), dtype=torch.float32, trust_remote_code=False
-    )
-    return lean_reference(model.eval())
+    return lean_reference(load_causal_lm(model_dir))
 
 
 # Quantized tables with more rows than this are used a block of rows at a time.

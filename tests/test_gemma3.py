@@ -1,0 +1,215 @@
+"""Gemma-3 (text) through the verified export: transformers' own module with a static cache.
+
+Tiny random-weight models keep Gemma-3's quirks: four norms per layer with the +1 offset,
+q/k norms, GELU-tanh, the sqrt(hidden) embedding scale, query_pre_attn_scalar, sliding and
+global layers with two rope bases (the global one with the 4B's linear scaling) and a
+sliding window of 8 tokens, so every verified prompt runs past it. The 1B-like model is
+exported in fp32, the 4B-like multimodal one (SigLIP tower + projector) as text in 8da4w.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from conftest import export
+from mobq import runtime, tinylm, untie
+from mobq.checkpoint import CheckpointReader
+from mobq.families import FAMILIES, family_for_config, supported_architectures
+from mobq.recipes import get_recipe
+from mobq.source import load_config
+from mobq.verify import prompt_token_ids, sqnr_db
+
+CTX = 64
+WINDOW = 8
+LAYER_TYPES = ["sliding_attention", "full_attention"]
+SPEC = tinylm.TinySpec(
+    hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=1
+)
+
+
+def _text_quirks(text: dict[str, Any]) -> dict[str, Any]:
+    text = {k: v for k, v in text.items() if k != "sliding_window_pattern"}
+    text.update(
+        sliding_window=WINDOW,
+        layer_types=LAYER_TYPES,
+        rope_scaling={"rope_type": "linear", "factor": 8.0},  # the 4B's global layers
+    )
+    return text
+
+
+def gemma_1b_architecture() -> dict[str, Any]:
+    return _text_quirks(dict(get_recipe("gemma-3-1b").architecture))
+
+
+def gemma_4b_architecture() -> dict[str, Any]:
+    arch = dict(get_recipe("gemma-3-4b").architecture)
+    arch["text_config"] = _text_quirks(dict(arch["text_config"]))
+    return arch
+
+
+@pytest.fixture(scope="module")
+def tiny_gemma(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gemma") / "gemma-1b-like"
+    return tinylm.build_tiny_model(gemma_1b_architecture(), out, spec=SPEC)
+
+
+@pytest.fixture(scope="module")
+def tiny_gemma_multimodal(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("gemma") / "gemma-4b-like"
+    return tinylm.build_tiny_model(gemma_4b_architecture(), out, spec=SPEC)
+
+
+# --- family and recipes ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("recipe", ["gemma-3-1b", "gemma-3-4b"])
+def test_gemma3_recipes_resolve_to_the_hf_exporter(recipe: str) -> None:
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model(**get_recipe(recipe).architecture)
+    family = family_for_config(config)
+    assert family is FAMILIES["gemma3"] and family.exporter == "hf"
+    params = family.model_args(config)
+    real = get_recipe(recipe).architecture
+    text = real.get("text_config", real)
+    assert params["vocab_size"] == text["vocab_size"] and params["head_dim"] == 256
+    assert params["sliding_window"] == text["sliding_window"]
+    assert params["rope"]["sliding_attention"]["rope_theta"] == 10000.0
+    assert {"Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"} <= set(supported_architectures())
+
+
+def test_tiny_models_keep_the_quirks(tiny_gemma: Path, tiny_gemma_multimodal: Path) -> None:
+    config = load_config(tiny_gemma)
+    assert config.layer_types == LAYER_TYPES and config.sliding_window == WINDOW
+    assert config.hidden_activation == "gelu_pytorch_tanh" and config.query_pre_attn_scalar == 256
+    assert config.rope_parameters["full_attention"]["rope_type"] == "linear"
+    multimodal = load_config(tiny_gemma_multimodal)
+    assert multimodal.architectures == ["Gemma3ForConditionalGeneration"]
+    assert multimodal.vision_config.num_hidden_layers == 1
+
+
+# --- the text decoder of a multimodal checkpoint --------------------------------------
+
+
+def test_text_decoder_of_the_multimodal_checkpoint_is_the_same_model(
+    tiny_gemma_multimodal: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoModelForCausalLM, Gemma3ForConditionalGeneration
+
+    result = untie.run(tiny_gemma_multimodal, tmp_path / "text")
+    assert result.was_tied and result.dropped_tensors > 0
+    config = load_config(result.path)
+    assert config.architectures == ["Gemma3ForCausalLM"] and not config.tie_word_embeddings
+    with CheckpointReader(result.path) as reader:
+        assert not [n for n in reader.names if "vision" in n or "projector" in n]
+        assert torch.equal(reader.get("lm_head.weight"), reader.get("model.embed_tokens.weight"))
+    full = Gemma3ForConditionalGeneration.from_pretrained(str(tiny_gemma_multimodal)).eval()
+    text = AutoModelForCausalLM.from_pretrained(str(result.path)).eval()
+    tokens = torch.randint(0, 500, (1, 24), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = full(input_ids=tokens).logits
+        got = text(input_ids=tokens).logits
+    assert torch.allclose(expected, got, atol=1e-5)
+
+
+def test_a_checkpoint_without_text_decoder_tensors_is_named(tmp_path: Path) -> None:
+    from mobq.errors import CheckpointError
+
+    config = load_config_of(dict(get_recipe("gemma-3-4b").architecture))
+    bogus = tmp_path / "bogus"
+    bogus.mkdir()
+    (bogus / "config.json").write_text(config.to_json_string())
+    from safetensors.torch import save_file
+
+    save_file({"vision_tower.weight": torch.zeros(2)}, str(bogus / "model.safetensors"))
+    with pytest.raises(CheckpointError, match="no text decoder tensors found"):
+        untie.run(bogus, tmp_path / "out")
+
+
+def load_config_of(architecture: dict[str, Any]) -> Any:
+    from transformers import AutoConfig
+
+    return AutoConfig.for_model(**architecture)
+
+
+# --- the verified export --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def gemma_fp32(tiny_gemma: Path, tmp_path_factory: pytest.TempPathFactory):
+    return export(tiny_gemma, tmp_path_factory.mktemp("gemma-x") / "fp32", scheme="fp32", ctx=CTX)
+
+
+@pytest.fixture(scope="module")
+def gemma_multimodal_8da4w(tiny_gemma_multimodal: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("gemma-x") / "8da4w"
+    return export(tiny_gemma_multimodal, out, scheme="8da4w", ctx=CTX)
+
+
+@pytest.mark.slow
+def test_fp32_export_agrees_with_transformers_past_the_window(tiny_gemma: Path, gemma_fp32) -> None:
+    out, manifest = gemma_fp32
+    verification = manifest.verification
+    assert verification["reference"] == "transformers fp32 model"
+    assert verification["sqnr_db_min"] > 35 and verification["top1_agreement"] == 1.0
+    assert verification["runner_tokens"] > 0  # ExecuTorch's stock TextLLMRunner generated
+    prompts = prompt_token_ids(tiny_gemma, None, None)
+    assert min(len(p) for p in prompts) > WINDOW + 4  # verified positions lie past the window
+    assert manifest.model.family == "gemma3"
+    assert not [s for s in manifest.stages if s.name == "convert"]
+    methods = runtime.read_constant_methods(runtime.load_program(out / "model.pte"))
+    assert methods["get_max_context_len"] == CTX and methods["use_sdpa_with_kv_cache"] is False
+
+
+@pytest.mark.slow
+def test_decoding_far_past_the_window_matches_transformers(tiny_gemma: Path, gemma_fp32) -> None:
+    """Prefill 20 tokens, decode 30 more one by one: every step past the 8-token window."""
+    from transformers import AutoModelForCausalLM
+
+    out, _ = gemma_fp32
+    tokens = torch.randint(0, 500, (1, 50), generator=torch.Generator().manual_seed(1))
+    reference = AutoModelForCausalLM.from_pretrained(str(tiny_gemma)).eval()
+    with torch.no_grad():
+        expected = reference(tokens).logits[0]
+    method = runtime.load_program(out / "model.pte").load_method("forward")
+    got = [method.execute([tokens[:, :20], torch.tensor([0])])[0].reshape(-1)]
+    for pos in range(20, 50):
+        got.append(method.execute([tokens[:, pos : pos + 1], torch.tensor([pos])])[0].reshape(-1))
+    values = [sqnr_db(expected[19 + i], logits) for i, logits in enumerate(got)]
+    assert min(values) > 35, values
+
+
+@pytest.mark.slow
+def test_multimodal_checkpoint_exports_its_text_decoder_in_8da4w(gemma_multimodal_8da4w) -> None:
+    out, manifest = gemma_multimodal_8da4w
+    assert (out / "model.pte").is_file() and (out / "tokenizer.json").is_file()
+    verification = manifest.verification
+    assert verification["reference"].startswith("eager 8da4w model")
+    assert verification["sqnr_db_min"] >= 20 and verification["passed"]
+    assert verification["runner_tokens"] > 0
+    assert manifest.model.architecture == "Gemma3ForConditionalGeneration"
+    assert manifest.quantization["modules"] == {
+        "embedding:int8-weight": 1,
+        "linear:8da4w": 2 * 7 + 1,  # q k v o gate up down per layer, and lm_head
+    }
+    untie_record = next(s for s in manifest.stages if s.name == "untie")
+    assert untie_record.detail["dropped_tensors"] > 0  # the vision tower stayed behind
+
+
+def test_quantized_gemma_loads_with_its_embedding_scale(tiny_gemma: Path, tmp_path: Path) -> None:
+    """transformers 5.23 leaves embed_scale at 0 for torchao checkpoints; mobq restores it."""
+    from mobq import hfmodel, quantize
+    from mobq.schemes import QuantOptions
+
+    untied = untie.run(tiny_gemma, tmp_path / "untied").path
+    quantized = quantize.run(untied, tmp_path / "q", "8da4w", QuantOptions(32, False), []).path
+    model = hfmodel.load_causal_lm(quantized)
+    assert float(model.model.embed_tokens.embed_scale) == SPEC.hidden_size**0.5
+    reference = hfmodel.load_causal_lm(untied)
+    tokens = torch.randint(0, 500, (1, 16), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert sqnr_db(reference(tokens).logits, model(tokens).logits) > 10

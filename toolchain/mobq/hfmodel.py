@@ -1,0 +1,42 @@
+"""Loading transformers models the way every stage needs them: fp32, eval, no remote code.
+
+transformers 5.23 leaves some non-persistent buffers unset when it loads a torchao-quantized
+checkpoint: `_init_weights` is skipped for modules whose weights were loaded, and that is where
+those buffers get their values. Gemma-3's `embed_scale` (sqrt(hidden)) then reads 0, which
+zeroes every activation. They are restored here from the scalar each module keeps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# module attribute holding the true value -> the buffer that must carry it
+SCALAR_BUFFERS = {"scalar_embed_scale": "embed_scale"}
+
+
+def load_causal_lm(model_dir: Path, dtype: torch.dtype = torch.float32, **kwargs: Any) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(
+        str(model_dir), dtype=dtype, trust_remote_code=False, **kwargs
+    )
+    restore_scalar_buffers(model)
+    return model.eval()
+
+
+def restore_scalar_buffers(model: torch.nn.Module) -> list[str]:
+    """Give each known scalar buffer its module's value; returns the names it had to fix."""
+    fixed = []
+    for name, module in model.named_modules():
+        for attribute, buffer_name in SCALAR_BUFFERS.items():
+            buffer = getattr(module, buffer_name, None)
+            if not hasattr(module, attribute) or not isinstance(buffer, torch.Tensor):
+                continue
+            value = float(getattr(module, attribute))
+            if buffer.is_meta or float(buffer) != value:
+                setattr(module, buffer_name, torch.tensor(value, dtype=buffer.dtype))
+                fixed.append(f"{name}.{buffer_name}")
+    return fixed
