@@ -9,6 +9,7 @@ exported in fp32, the 4B-like multimodal one (SigLIP tower + projector) as text 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -145,9 +146,9 @@ def gemma_fp32(tiny_gemma: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="module")
-def gemma_multimodal_8da4w(tiny_gemma_multimodal: Path, tmp_path_factory: pytest.TempPathFactory):
-    out = tmp_path_factory.mktemp("gemma-x") / "8da4w"
-    return export(tiny_gemma_multimodal, out, scheme="8da4w", ctx=CTX)
+def gemma_text_only_8da4w(tiny_gemma_multimodal: Path, tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("gemma-x") / "text-8da4w"
+    return export(tiny_gemma_multimodal, out, scheme="8da4w", ctx=CTX, text_only=True)
 
 
 @pytest.mark.slow
@@ -184,8 +185,8 @@ def test_decoding_far_past_the_window_matches_transformers(tiny_gemma: Path, gem
 
 
 @pytest.mark.slow
-def test_multimodal_checkpoint_exports_its_text_decoder_in_8da4w(gemma_multimodal_8da4w) -> None:
-    out, manifest = gemma_multimodal_8da4w
+def test_multimodal_checkpoint_exports_its_text_decoder_in_8da4w(gemma_text_only_8da4w) -> None:
+    out, manifest = gemma_text_only_8da4w
     assert (out / "model.pte").is_file() and (out / "tokenizer.json").is_file()
     verification = manifest.verification
     assert verification["reference"].startswith("eager 8da4w model")
@@ -198,6 +199,66 @@ def test_multimodal_checkpoint_exports_its_text_decoder_in_8da4w(gemma_multimoda
     }
     untie_record = next(s for s in manifest.stages if s.name == "untie")
     assert untie_record.detail["dropped_tensors"] > 0  # the vision tower stayed behind
+    assert manifest.image is None
+
+
+# --- multimodal: vision encoder + token embedding + text decoder (issue 9) ----------------
+
+
+@pytest.fixture(scope="module")
+def gemma_multimodal(tiny_gemma_multimodal: Path, tmp_path_factory: pytest.TempPathFactory):
+    """(scheme) -> (out, manifest) of the whole multimodal model, built on first use."""
+    done: dict[str, Any] = {}
+
+    def get(scheme: str):
+        if scheme not in done:
+            out = tmp_path_factory.mktemp("gemma-mm") / scheme
+            done[scheme] = export(tiny_gemma_multimodal, out, scheme=scheme, ctx=CTX)
+        return done[scheme]
+
+    return get
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("scheme", "gate"), [("fp32", 35.0), ("8da4w", 20.0)])
+def test_multimodal_export_agrees_with_transformers(gemma_multimodal, scheme: str, gate: float):
+    out, manifest = gemma_multimodal(scheme)
+    verification = manifest.verification
+    assert verification["passed"] and verification["sqnr_db_min"] >= gate
+    assert verification["image_encoder_sqnr_db"] >= gate
+    assert verification["first_logits_sqnr_db"] >= gate and verification["top1_agreement"] == 1.0
+    assert verification["runner_tokens"] > 0  # ExecuTorch's stock MultimodalRunner generated
+    image = manifest.image
+    assert image is not None and image["size"] == tinylm.TINY_VISION["image_size"]
+    assert image["tokens_per_image"] == 4 and image["mean"] == [0.5, 0.5, 0.5]
+    program = runtime.load_program(out / "model.pte")
+    assert {"vision_encoder", "token_embedding", "text_decoder"} <= set(program.method_names)
+    if scheme == "8da4w":  # the card's recipe: the vision tower too, position embedding int8
+        assert manifest.quantization["modules"]["embedding:int8-weight"] == 2
+
+
+@pytest.mark.slow
+def test_run_with_an_image_through_the_multimodal_runner(gemma_multimodal, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from mobq.cli import cli
+    from mobq.vision import synthetic_image
+
+    out, _ = gemma_multimodal("8da4w")
+    photo = tmp_path / "photo.png"
+    synthetic_image(96).save(photo)
+    args = ["--quiet", "run", str(out), "--raw", "--max-new-tokens", "6", "--json"]
+    result = CliRunner().invoke(cli, [*args, "--image", str(photo), "-p", "What is this?"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["tokens"] > 0
+    missing = CliRunner().invoke(cli, [*args, "-p", "What is this?"])
+    assert missing.exit_code == 2 and "pass --image PHOTO" in missing.output
+    not_image = tmp_path / "notes.txt"
+    not_image.write_text("hello")
+    bad = CliRunner().invoke(cli, [*args, "--image", str(not_image), "-p", "Hi"])
+    assert bad.exit_code == 2 and "not an image Pillow can read" in bad.output
+    scored = CliRunner().invoke(cli, ["--quiet", "eval", str(out)])
+    assert scored.exit_code == 2 and "re-export with --text-only" in scored.output
 
 
 def test_quantized_gemma_loads_with_its_embedding_scale(tiny_gemma: Path, tmp_path: Path) -> None:
@@ -213,3 +274,15 @@ def test_quantized_gemma_loads_with_its_embedding_scale(tiny_gemma: Path, tmp_pa
     tokens = torch.randint(0, 500, (1, 16), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         assert sqnr_db(reference(tokens).logits, model(tokens).logits) > 10
+
+
+@pytest.mark.slow
+def test_bench_reports_image_encode_time(gemma_multimodal) -> None:
+    from mobq import bench
+
+    out, _ = gemma_multimodal("8da4w")
+    config = bench.BenchConfig(prompt_tokens=8, gen_tokens=4, threads=2, warmup=0, reps=1)
+    (result,) = bench.run(out, [config], with_ceiling=False)
+    assert result.notes["runner"].startswith("executorch MultimodalRunner")
+    assert result.notes["image_encode_ms"]["median"] > 0
+    assert result.decode_tokens_per_sec > 0 and result.prompt_tokens > 8

@@ -167,6 +167,11 @@ def bundle(
         raise InputError(f"unknown bundle target '{target}'; choose ios or android")
     export_dir = Path(export_dir)
     manifest = load_manifest(export_dir)
+    if manifest.image is not None:  # the apps drive TextLLMRunner / LlmModule's text path
+        raise InputError(
+            f"{export_dir} is a multimodal export; the sample apps run text models: "
+            "re-export with --text-only to bundle it"
+        )
     app_dir = Path(app_dir) if app_dir is not None else APP_DIRS[target]
     if not app_dir.is_dir():
         raise InputError(

@@ -163,6 +163,11 @@ def run(
     from mobq.metadata import load_hf_tokenizer
 
     manifest = load_manifest(export_dir)
+    if manifest.image is not None:
+        raise InputError(
+            f"{export_dir} is a multimodal export; `mobq eval` scores the text decoder: "
+            "re-export with --text-only"
+        )
     if lm_eval_tasks:
         require_lm_eval()
     text_path = Path(text_path or DEFAULT_TEXT)

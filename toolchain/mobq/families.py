@@ -80,6 +80,10 @@ class Family:
     # class. A text-only export keeps these tensors and drops the vision tower and projector.
     text_decoder_prefixes: Mapping[str, str] = field(default_factory=dict)
     text_decoder_architecture: str | None = None
+    # Multimodal exports keep every tensor, under transformers 5's names (hub checkpoints use
+    # older ones): old prefix -> new. The embedding and lm_head then live at these keys.
+    multimodal_prefixes: Mapping[str, str] = field(default_factory=dict)
+    multimodal_embedding_key: str = "model.language_model.embed_tokens.weight"
 
     def keys_for(self, config: Any) -> dict[str, str]:
         return {**self.keys, **self.conditional_keys(config)}
@@ -350,6 +354,14 @@ GEMMA3_TEXT_PREFIXES = {
     "language_model.lm_head.": "lm_head.",
     "lm_head.": "lm_head.",
 }
+GEMMA3_MULTIMODAL_PREFIXES = {
+    "model.": "model.",
+    "lm_head.": "lm_head.",
+    "language_model.model.": "model.language_model.",
+    "language_model.lm_head.": "lm_head.",
+    "vision_tower.": "model.vision_tower.",
+    "multi_modal_projector.": "model.multi_modal_projector.",
+}
 
 
 FAMILIES: dict[str, Family] = {
@@ -382,6 +394,7 @@ FAMILIES: dict[str, Family] = {
         exporter="hf",
         text_decoder_prefixes=GEMMA3_TEXT_PREFIXES,
         text_decoder_architecture="Gemma3ForCausalLM",
+        multimodal_prefixes=GEMMA3_MULTIMODAL_PREFIXES,
     ),
 }
 

@@ -94,6 +94,8 @@ class Manifest(_Model):
     runtime: RuntimeInfo
     quantization: dict[str, Any] | None = None
     verification: dict[str, Any]
+    # Multimodal programs: how a picture is prepared for `vision_encoder` (vision.ImageSpec).
+    image: dict[str, Any] | None = None
     files: list[FileEntry]
     stages: list[StageRecord]
     versions: dict[str, str]

@@ -14,7 +14,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mobq import cache, export_hf, fsutil, hostinfo, metadata, progress
+from mobq import (
+    cache,
+    export_hf,
+    export_mm,
+    fsutil,
+    hostinfo,
+    metadata,
+    progress,
+    verify_multimodal,
+)
 from mobq import convert as convert_stage
 from mobq import export as export_stage
 from mobq import quantize as quantize_stage
@@ -32,6 +41,7 @@ from mobq.manifest import (
 )
 from mobq.schemes import QuantOptions, check_scheme_name
 from mobq.source import TOKENIZER_FILES, Source, load_config, resolve
+from mobq.vision import image_spec
 
 PIPELINE_VERSION = "2"  # 2: the export stage writes the runner tokenizer
 DEFAULT_SCHEME = "8da4w"
@@ -49,6 +59,7 @@ class ExportRequest:
     hqq: bool | None = None
     overrides: list[str] = field(default_factory=list)
     random_weights: bool = False
+    text_only: bool = False  # a multimodal checkpoint: export its text decoder alone
     seed: int = 0
     tokenizer: Path | None = None
     revision: str | None = None
@@ -200,6 +211,7 @@ class ExportPlan:
     runtime_md: metadata.RuntimeMetadata
     keys: dict[str, str]
     weights_bytes: int
+    multimodal: bool = False
 
     @property
     def scheme(self) -> Any:
@@ -231,8 +243,10 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     out = Path(request.out) if request.out is not None else default_out(source, settings)
     fsutil.prepare_output_dir(out, force=request.force)
     check_ctx(settings.ctx, getattr(text_config(config), "max_position_embeddings", None))
+    multimodal = untie_stage.needs_text_decoder(config, family) and not request.text_only
     if scheme.quantized:  # a scheme or override that cannot apply fails before any stage runs
-        modules = quantize_stage.quantizable_modules(untie_stage.exported_config(config, family))
+        exported = config if multimodal else untie_stage.exported_config(config, family)
+        modules = quantize_stage.quantizable_modules(exported)
         quantize_stage.make_plan(modules, scheme, options, settings.overrides)
     export_options = export_stage.ExportOptions(ctx=settings.ctx, max_seq_len=request.max_seq_len)
     # Family limits on ctx (e.g. LongRoPE's switch point) fail here, not after quantizing.
@@ -240,7 +254,9 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     use_given = request.tokenizer and not request.random_weights
     tokenizer_dir = Path(request.tokenizer) if use_given else source.path
     runtime_md = metadata.derive(source.path, tokenizer_dir, config)
-    keys = _stage_keys(source, family, settings, options, export_options, runtime_md, request)
+    keys = _stage_keys(
+        source, family, settings, options, export_options, runtime_md, request, multimodal
+    )
     return ExportPlan(
         request,
         source,
@@ -254,6 +270,7 @@ def plan_export(request: ExportRequest) -> ExportPlan:
         runtime_md,
         keys,
         _weights_bytes(source.path),
+        multimodal,
     )
 
 
@@ -265,12 +282,17 @@ def _stage_keys(
     export_options: export_stage.ExportOptions,
     runtime_md: metadata.RuntimeMetadata,
     request: ExportRequest,
+    multimodal: bool = False,
 ) -> dict[str, str]:
     """Each stage's key hashes its input's key, its options and the package versions it depends on."""
     versions = hostinfo.versions()
     scheme = check_scheme_name(settings.scheme)
     source_key = cache.stage_key("source", fingerprint=cache.directory_fingerprint(source.path))
-    keys = {"untie": cache.stage_key("untie", input=source_key, v=PIPELINE_VERSION)}
+    keys = {
+        "untie": cache.stage_key(
+            "untie", input=source_key, multimodal=multimodal, v=PIPELINE_VERSION
+        )
+    }
     convert_input = keys["untie"]
     if scheme.quantized:
         keys["quantize"] = cache.stage_key(
@@ -293,7 +315,7 @@ def _stage_keys(
     keys["export"] = cache.stage_key(
         "export",
         input=convert_input,
-        exporter=family.exporter,
+        exporter="multimodal" if multimodal else family.exporter,
         ctx=export_options.ctx,
         seq=export_options.seq_len,
         methods=runtime_md.pte_constant_methods(),
@@ -327,7 +349,10 @@ def run_plan(plan: ExportPlan) -> tuple[Path, Manifest]:
     stages = _Stages(request.use_cache)
 
     _, untie_result = stages.run(
-        "untie", keys["untie"], "embedding / lm_head", lambda p: _untie(source.path, p)
+        "untie",
+        keys["untie"],
+        "embedding / lm_head" + (", whole multimodal model" if plan.multimodal else ""),
+        lambda p: _untie(source.path, p, plan.multimodal),
     )
     untied_dir = Path(untie_result["path"])
     quant_result: dict[str, Any] | None = None
@@ -353,6 +378,9 @@ def run_plan(plan: ExportPlan) -> tuple[Path, Manifest]:
         converted_dir = convert_input
         params = convert_stage.derive_params(plan.config, plan.family)
         exporter, export_detail = export_hf.run, "transformers module + static KV cache"
+        if plan.multimodal:
+            exporter = export_mm.run
+            export_detail = "vision encoder + token embedding + text decoder, static KV cache"
     quantized = "quantize" in keys
     reference_name = (
         f"eager {settings.scheme} model (transformers + torchao)"
@@ -374,6 +402,7 @@ def run_plan(plan: ExportPlan) -> tuple[Path, Manifest]:
             reference_name,
             plan.threshold,
             plan.runtime_md,
+            untied_dir if plan.multimodal else None,
         ),
     )
     manifest = _assemble(
@@ -404,8 +433,8 @@ def _weights_bytes(directory: Path) -> int:
         return 0
 
 
-def _untie(model_dir: Path, out: Path) -> dict[str, Any]:
-    result = untie_stage.run(model_dir, out)
+def _untie(model_dir: Path, out: Path, multimodal: bool) -> dict[str, Any]:
+    result = untie_stage.run(model_dir, out, multimodal=multimodal)
     data = result.to_dict()
     data["_note"] = (
         "lm_head now has its own weight" if result.was_tied else "not tied: nothing to do"
@@ -440,6 +469,7 @@ def _export_and_verify(
     reference_name: str,
     threshold: float,
     runtime_md: metadata.RuntimeMetadata,
+    multimodal_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Export and verify as one cached unit: a cached program is always a verified one."""
     out.mkdir(parents=True, exist_ok=True)
@@ -449,32 +479,50 @@ def _export_and_verify(
     tokenizer_changes = metadata.write_runner_tokenizer(tokenizer_dir, runner_tokenizer)
     exported = exporter(converted_dir, pte, options, methods)
     hostinfo.release_memory()  # lowering's graphs are garbage now, before verify loads models
+    bos_id = runtime_md.bos_id if runtime_md.add_bos else None
+    extra: dict[str, Any] = {}
     try:
         with progress.stage("verify", reference_name):
-            result = verify_stage.run(
-                pte,
-                reference_dir,
-                tokenizer_dir,
-                reference_name=reference_name,
-                threshold_db=threshold,
-                prompt_format=runtime_md.prompt_format,
-                bos_id=runtime_md.bos_id if runtime_md.add_bos else None,
-                max_prefill=options.seq_len - 1,
-                ctx=options.ctx,
-                runner_tokenizer=runner_tokenizer,
-            )
+            if multimodal_dir is not None:
+                spec = image_spec(multimodal_dir, load_config(multimodal_dir))
+                result, figures = verify_multimodal.run(
+                    pte,
+                    reference_dir,
+                    tokenizer_dir,
+                    spec,
+                    reference_name=reference_name,
+                    threshold_db=threshold,
+                    bos_id=bos_id,
+                    runner_tokenizer=runner_tokenizer,
+                )
+                extra = {"image": spec.to_dict(), "multimodal_verification": figures}
+            else:
+                result = verify_stage.run(
+                    pte,
+                    reference_dir,
+                    tokenizer_dir,
+                    reference_name=reference_name,
+                    threshold_db=threshold,
+                    prompt_format=runtime_md.prompt_format,
+                    bos_id=bos_id,
+                    max_prefill=options.seq_len - 1,
+                    ctx=options.ctx,
+                    runner_tokenizer=runner_tokenizer,
+                )
             progress.info(
                 f"logit SQNR min {result.sqnr_db_min:.1f} dB / mean {result.sqnr_db_mean:.1f} dB, "
                 f"top-1 agreement {result.top1_agreement:.0%}, runner generated {result.runner_tokens} tokens"
             )
-        verify_stage.require_pass(result)
+        (verify_multimodal if multimodal_dir is not None else verify_stage).require_pass(result)
     except BaseException:
         fsutil.remove(out)
         raise
+    verification = {**result.to_dict(), **extra.get("multimodal_verification", {})}
     return {
         **exported.to_dict(),
         "pte": str(pte),
-        "verification": result.to_dict(),
+        "verification": verification,
+        "image": extra.get("image"),
         "runner_tokenizer_changes": tokenizer_changes,
         "_note": f"{exported.bytes / 1e6:.1f} MB, verified",
     }
@@ -545,6 +593,7 @@ def _assemble(
             ),
             quantization=quant_result,
             verification=export_result["verification"],
+            image=export_result.get("image"),
             files=files,
             stages=records,
             versions=hostinfo.versions(),

@@ -11,7 +11,7 @@ from typing import Any
 
 from mobq.errors import InputError
 from mobq.manifest import Manifest, load_manifest
-from mobq.runtime import capture_runner_output, text_runner
+from mobq.runtime import capture_runner_output, multimodal_runner, text_runner
 
 
 @dataclass
@@ -53,16 +53,27 @@ def generate(
     think: bool = True,
     on_token: Callable[[str], None] | None = None,
     manifest: Manifest | None = None,
+    image: Path | None = None,
 ) -> Generation:
+    """Generate through ExecuTorch's stock runner: TextLLMRunner, or with `image` the
+    MultimodalRunner (the picture goes where the chat template puts the user's message)."""
     manifest = manifest or load_manifest(export_dir)
     if max_new_tokens <= 0:
         raise InputError(f"--max-new-tokens must be positive, got {max_new_tokens}")
     if temperature < 0:
         raise InputError(f"--temperature must be >= 0, got {temperature}")
-    text = build_prompt(manifest, prompt, raw=raw, think=think)
-    runner = text_runner(
-        manifest.checked_path(export_dir, "program"), manifest.checked_path(export_dir, "tokenizer")
-    )
+    program = manifest.checked_path(export_dir, "program")
+    tokenizer = manifest.checked_path(export_dir, "tokenizer")
+    if image is not None:
+        inputs: Any = image_prompt(manifest, tokenizer, prompt, image, raw=raw, think=think)
+        runner = multimodal_runner(program, tokenizer)
+    else:
+        if manifest.image is not None:
+            raise InputError(
+                "this export is multimodal: pass --image PHOTO (or export --text-only)"
+            )
+        inputs = build_prompt(manifest, prompt, raw=raw, think=think)
+        runner = text_runner(program, tokenizer)
     from executorch.extension.llm.runner import GenerationConfig
 
     stats: dict[str, Any] = {}
@@ -78,13 +89,47 @@ def generate(
     )
     sink = None if on_token is None else _StreamSink(on_token, manifest.runtime.eos_tokens)
     with capture_runner_output(sink.feed if sink else None) as output:
-        runner.generate(text, config, stats_callback=collect)
+        runner.generate(inputs, config, stats_callback=collect)
     if sink is not None:
         sink.close()
     text_out = strip_stop_tokens(output.text(), manifest.runtime.eos_tokens)
     # The runner's generated_tokens counts decode steps; the first token came out of prefill.
     tokens = int(stats["generated_tokens"]) + 1 if "generated_tokens" in stats else 0
     return Generation(text_out, tokens, stats)
+
+
+IMAGE_SLOT = "\x00mobq-image\x00"
+
+
+def image_prompt(
+    manifest: Manifest, tokenizer: Path, message: str, image: Path, *, raw: bool, think: bool
+) -> list[Any]:
+    """[text, image, text] for the MultimodalRunner, laid out as the model's processor does:
+    the picture comes first in the user's turn, between <start_of_image> and <end_of_image>
+    (each set off by a blank line, as Gemma-3's processor writes them)."""
+    from executorch.extension.llm.runner import make_image_input, make_text_input
+
+    from mobq.vision import ImageSpec, load_image, preprocess
+
+    if manifest.image is None:
+        raise InputError("this export has no vision encoder; export a multimodal checkpoint")
+    spec = ImageSpec(**manifest.image)
+    before, _, after = build_prompt(manifest, IMAGE_SLOT + message, raw=raw, think=think).partition(
+        IMAGE_SLOT
+    )
+    boi, eoi = _token_text(tokenizer, spec.boi_token_id), _token_text(tokenizer, spec.eoi_token_id)
+    before += f"\n\n{boi}" if boi else ""
+    after = (f"{eoi}\n\n" if eoi else "") + after
+    pixels = preprocess(load_image(Path(image)), spec)
+    return [make_text_input(before), make_image_input(pixels[0]), make_text_input(after)]
+
+
+def _token_text(tokenizer_json: Path, token_id: int | None) -> str | None:
+    if token_id is None:
+        return None
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(tokenizer_json)).id_to_token(token_id)
 
 
 class _StreamSink:
@@ -301,6 +346,11 @@ class Conversation:
         from mobq.runtime import ForwardSession
 
         self.manifest = manifest or load_manifest(export_dir)
+        if self.manifest.image is not None:
+            raise InputError(
+                "this export is multimodal: use `mobq run --image PHOTO` (chat is text-only; "
+                "export --text-only for it)"
+            )
         self.sampling = sampling or Sampling()
         self.generator = self.sampling.generator()
         self.think, self.system, self.raw = think, system, raw

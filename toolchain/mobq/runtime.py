@@ -225,15 +225,24 @@ def read_constant_methods(program: Any) -> dict[str, Any]:
 
 def text_runner(pte: Path, tokenizer_json: Path) -> Any:
     """ExecuTorch's stock TextLLMRunner: the C++ runner the iOS and Android apps link."""
+    return _stock_runner("TextLLMRunner", pte, tokenizer_json)
+
+
+def multimodal_runner(pte: Path, tokenizer_json: Path) -> Any:
+    """ExecuTorch's stock MultimodalRunner (vision_encoder / token_embedding / text_decoder)."""
+    return _stock_runner("MultimodalRunner", pte, tokenizer_json)
+
+
+def _stock_runner(name: str, pte: Path, tokenizer_json: Path) -> Any:
     with quiet_native_logs():  # the tokenizer library announces itself on stderr at import
-        from executorch.extension.llm.runner import TextLLMRunner
+        from executorch.extension.llm import runner as runners
     load_ops()
     check_pte(pte)
     if not Path(tokenizer_json).is_file():
         raise InputError(f"missing tokenizer: {tokenizer_json}")
     try:
         with quiet_native_logs():
-            return TextLLMRunner(str(pte), str(tokenizer_json))
+            return getattr(runners, name)(str(pte), str(tokenizer_json))
     except RuntimeError as exc:
         raise InputError(
             f"ExecuTorch's runner could not load {pte} (corrupt, truncated, or from another ExecuTorch "

@@ -23,7 +23,7 @@ from mobq.errors import CheckpointError
 from mobq.families import Family, family_for_config, text_config
 from mobq.source import load_config
 
-SIDE_FILES = ("generation_config.json",)
+SIDE_FILES = ("generation_config.json", "preprocessor_config.json", "processor_config.json")
 
 
 @dataclass(frozen=True)
@@ -53,11 +53,16 @@ def is_tied(config: Any, reader: CheckpointReader, lm_head_key: str) -> bool:
     return tied or lm_head_key not in reader
 
 
-def run(model_dir: Path, out_dir: Path) -> UntieResult:
-    """Write an untied copy of `model_dir` to `out_dir` (or report that none is needed)."""
+def run(model_dir: Path, out_dir: Path, *, multimodal: bool = False) -> UntieResult:
+    """Write an untied copy of `model_dir` to `out_dir` (or report that none is needed).
+
+    A multimodal checkpoint becomes its text decoder, or with `multimodal` stays whole.
+    """
     config = load_config(model_dir)
     family = family_for_config(config, f"{model_dir}/config.json")
     if needs_text_decoder(config, family):
+        if multimodal:
+            return untie_multimodal(Path(model_dir), Path(out_dir), config, family)
         return extract_text_decoder(Path(model_dir), Path(out_dir), config, family)
     with CheckpointReader(model_dir) as reader:
         if not is_tied(config, reader, family.lm_head_key):
@@ -101,37 +106,72 @@ def extract_text_decoder(
     model_dir: Path, out_dir: Path, config: Any, family: Family
 ) -> UntieResult:
     """Stream the language model's tensors into an untied *ForCausalLM checkpoint."""
-    prefixes = dict(family.text_decoder_prefixes)
+    return _rewrite_multimodal(
+        model_dir,
+        out_dir,
+        dict(family.text_decoder_prefixes),
+        family.embedding_key,
+        family.lm_head_key,
+        _text_config_dict(config, family),
+        "taking the text decoder",
+    )
+
+
+def untie_multimodal(model_dir: Path, out_dir: Path, config: Any, family: Family) -> UntieResult:
+    """The whole multimodal checkpoint under transformers 5's names, with its own lm_head."""
+    raw = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    raw["tie_word_embeddings"] = False
+    if isinstance(raw.get("text_config"), dict):
+        raw["text_config"]["tie_word_embeddings"] = False
+    return _rewrite_multimodal(
+        model_dir,
+        out_dir,
+        dict(family.multimodal_prefixes),
+        family.multimodal_embedding_key,
+        family.lm_head_key,
+        raw,
+        "untying the multimodal checkpoint",
+    )
+
+
+def _rewrite_multimodal(
+    model_dir: Path,
+    out_dir: Path,
+    prefixes: dict[str, str],
+    embedding_key: str,
+    lm_head_key: str,
+    config_dict: dict[str, Any],
+    what: str,
+) -> UntieResult:
+    """Stream the tensors `prefixes` keep, renamed, adding lm_head from the embedding if tied."""
     with CheckpointReader(model_dir) as reader:
         renamed = {name: text_decoder_name(name, prefixes) for name in reader.names}
         kept = {old: new for old, new in renamed.items() if new is not None}
-        if family.embedding_key not in kept.values():
+        if embedding_key not in kept.values():
             raise CheckpointError(
                 f"{model_dir}: no text decoder tensors found (expected names starting with "
-                f"{', '.join(prefixes)}); is this a {family.name} checkpoint?"
+                f"{', '.join(prefixes)}); is this a multimodal checkpoint of this family?"
             )
-        tied = family.lm_head_key not in kept.values()
+        tied = lm_head_key not in kept.values()
         with fsutil.atomic_path(out_dir, is_dir=True) as tmp:
             writer = CheckpointWriter(tmp)
-            with progress.task("taking the text decoder", total=len(kept)) as advance:
+            with progress.task(what, total=len(kept)) as advance:
                 for old, new in kept.items():
                     tensor = reader.get(old)
                     writer.add(new, tensor)
-                    if tied and new == family.embedding_key:
-                        writer.add(family.lm_head_key, tensor)
+                    if tied and new == embedding_key:
+                        writer.add(lm_head_key, tensor)
                     del tensor
                     advance(1)
             writer.close()
-            (tmp / "config.json").write_text(
-                json.dumps(_text_config_dict(config, family), indent=2)
-            )
+            (tmp / "config.json").write_text(json.dumps(config_dict, indent=2))
             copy_side_files(model_dir, tmp)
     dropped = len(renamed) - len(kept)
-    progress.info(f"text decoder taken: {len(kept)} tensors kept, {dropped} vision ones left out")
+    progress.info(f"{what}: {len(kept)} tensors kept, {dropped} left out")
     return UntieResult(
         out_dir,
         was_tied=tied,
-        copied_tensor=family.embedding_key if tied else None,
+        copied_tensor=embedding_key if tied else None,
         dropped_tensors=dropped,
     )
 

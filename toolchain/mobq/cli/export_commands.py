@@ -128,6 +128,11 @@ _scheme_help = "Quantization scheme: 8da4w (default), 8da8w or fp32."
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for --random-weights.")
 @click.option(
+    "--text-only",
+    is_flag=True,
+    help="For a multimodal checkpoint (Gemma-3 4B): export the text decoder alone.",
+)
+@click.option(
     "--tokenizer",
     type=click.Path(path_type=Path, exists=True, file_okay=False),
     help="Directory with tokenizer.json to use instead of the model's.",

@@ -78,6 +78,11 @@ def _status_line(reply: Any) -> str:
     is_flag=True,
     help="Generate with ExecuTorch's TextLLMRunner as the apps do (greedy or --temperature only).",
 )
+@click.option(
+    "--image",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="A picture for a multimodal export (ExecuTorch's MultimodalRunner; implies --stock-runner).",
+)
 @click.option("--json", "as_json", is_flag=True)
 def run(
     export_dir: Path,
@@ -90,6 +95,7 @@ def run(
     raw: bool,
     think: bool,
     stock_runner: bool,
+    image: Path | None,
     as_json: bool,
 ) -> None:
     """Generate from an export; stops on the model's eos ids.
@@ -97,10 +103,13 @@ def run(
     \b
     mobq run exports/qwen3-0.6b-8da4w-ctx1024 -p "Why is the sky blue?" --no-think
     mobq run OUT -p "Once upon a time" --raw --temperature 0.8 --top-p 0.9 --seed 1
+    mobq run exports/gemma-3-4b-8da4w-ctx1024 --image photo.jpg -p "What is in this picture?"
     """
-    if stock_runner:
+    from mobq.manifest import load_manifest
+
+    if stock_runner or image is not None or load_manifest(export_dir).image is not None:
         _run_stock(
-            export_dir, prompt, max_new_tokens, temperature, top_p, seed, raw, think, as_json
+            export_dir, prompt, max_new_tokens, temperature, top_p, seed, raw, think, as_json, image
         )
         return
     from mobq.run import Conversation, Sampling
@@ -133,6 +142,7 @@ def _run_stock(
     raw: bool,
     think: bool,
     as_json: bool,
+    image: Path | None = None,
 ) -> None:
     from mobq.errors import InputError
     from mobq.run import generate
@@ -149,6 +159,7 @@ def _run_stock(
         raw=raw,
         think=think,
         on_token=None if as_json else write_stdout,
+        image=image,
     )
     if as_json:
         print_json({"text": result.text, "tokens": result.tokens, "stats": result.stats})
@@ -339,6 +350,13 @@ def _bench_table(results: list[Any]) -> None:
         )
     out = console()
     out.print(table)
+    for r in results:
+        encode = r.notes.get("image_encode_ms")
+        if encode:
+            out.print(
+                f"image encode ({r.threads} threads): {encode['median']:.1f} ms "
+                f"[{encode['min']:.1f}-{encode['max']:.1f}]"
+            )
     if first.ceiling:
         c = first.ceiling
         out.print(

@@ -1,0 +1,173 @@
+"""Stage `export` for multimodal checkpoints: one .pte with the three methods of a VLM.
+
+ExecuTorch's MultimodalRunner calls them by name: `vision_encoder` (pixels -> the projector's
+image embeddings), `token_embedding` (token ids -> embeddings, Gemma's sqrt(hidden) scale
+included) and `text_decoder` (embeddings + start position -> last logits, with the static KV
+cache of `export_hf`). The runner embeds text and images in prompt order and feeds each chunk
+to the decoder. Attention is causal throughout, as the runner prefills (transformers lets one
+image's tokens see each other; verify reports how far that moves the logits).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mobq import fsutil, progress
+from mobq.errors import CheckpointError, StageError
+from mobq.export import ExportOptions, ExportResult, constant_methods
+from mobq.families import family_for_config
+from mobq.source import load_config
+from mobq.vision import ImageSpec, image_spec
+
+METHODS = ("vision_encoder", "token_embedding", "text_decoder")
+
+
+class VisionEncoder(torch.nn.Module):
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        features = self.model.model.get_image_features(pixel_values)
+        return getattr(features, "pooler_output", features)
+
+
+class TokenEmbedding(torch.nn.Module):
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.embedding = model.model.get_input_embeddings()
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.embedding(tokens)
+
+
+def _text_decoder_class() -> type[torch.nn.Module]:
+    from transformers.integrations.executorch import TorchExportableModuleWithStaticCache
+
+    class TextDecoder(TorchExportableModuleWithStaticCache):
+        """Embeddings in, last logits out; the cache offset comes from `input_pos`."""
+
+        def forward(  # type: ignore[override]
+            self, embeddings: torch.Tensor, input_pos: torch.Tensor
+        ) -> torch.Tensor:
+            for layer in self.static_cache.layers:
+                layer.cumulative_length.copy_(input_pos[0])
+            out = self.model(
+                inputs_embeds=embeddings,
+                attention_mask=None,
+                past_key_values=self.static_cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            return out.logits[:, -1, :]
+
+    return TextDecoder
+
+
+def load_model(model_dir: Path) -> Any:
+    """The multimodal model as transformers loads it, ready for tracing."""
+    from transformers import AutoModelForImageTextToText
+
+    from mobq.hfmodel import restore_scalar_buffers
+
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(
+            str(model_dir), dtype=torch.float32, attn_implementation="sdpa"
+        )
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{model_dir}: transformers cannot load it: {exc}") from exc
+    restore_scalar_buffers(model)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Embedding):  # see export_hf: only shapes gradients
+            module.padding_idx = None
+    model.generation_config.use_cache = True
+    model.generation_config.cache_implementation = "static"
+    return model.eval()
+
+
+def exported_methods(model: Any, spec: ImageSpec, options: ExportOptions) -> dict[str, Any]:
+    """torch.export of the three methods; prefill chunks are dynamic up to the chunk size."""
+    hidden = model.config.text_config.hidden_size
+    chunk = torch.export.Dim("token_dim", max=options.seq_len - 1)
+    pixels = torch.zeros(1, 3, spec.size, spec.size)
+    decoder = _text_decoder_class()(model, batch_size=1, max_cache_len=options.ctx)
+    return {
+        "vision_encoder": torch.export.export(VisionEncoder(model), (pixels,), strict=True),
+        "token_embedding": torch.export.export(
+            TokenEmbedding(model),
+            (torch.tensor([[2, 3, 4]]),),
+            dynamic_shapes=({1: chunk},),
+            strict=True,
+        ),
+        "text_decoder": torch.export.export(
+            decoder,
+            (torch.zeros(1, 3, hidden), torch.tensor([0])),
+            dynamic_shapes=({1: chunk}, None),
+            strict=True,
+        ),
+    }
+
+
+def run(
+    model_dir: Path, pte_path: Path, options: ExportOptions, runtime_methods: dict[str, Any]
+) -> ExportResult:
+    config = load_config(model_dir)
+    params = family_for_config(config).model_args(config)
+    spec = image_spec(model_dir, config)
+    methods = {
+        **constant_methods(params, options, runtime_methods),
+        "use_sdpa_with_kv_cache": False,
+    }
+    with progress.task("loading the multimodal model with a static KV cache"):
+        model = load_model(Path(model_dir))
+    try:
+        with progress.task("torch.export (vision encoder, token embedding, text decoder)"):
+            programs = exported_methods(model, spec, options)
+        del model
+        _lower(programs, Path(pte_path), methods)
+    except (RuntimeError, AssertionError, torch._dynamo.exc.Unsupported) as exc:  # type: ignore[attr-defined]
+        raise StageError(f"ExecuTorch export failed: {' '.join(str(exc).split())[:300]}") from exc
+    return ExportResult(Path(pte_path), Path(pte_path).stat().st_size, methods)
+
+
+def _lower(programs: dict[str, Any], pte_path: Path, methods: dict[str, Any]) -> None:
+    from executorch.exir import (
+        EdgeCompileConfig,
+        ExecutorchBackendConfig,
+        to_edge_transform_and_lower,
+    )
+    from executorch.exir.passes import MemoryPlanningPass
+    from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
+    from executorch.extension.llm.export.partitioner_lib import get_xnnpack_partitioner
+
+    from mobq.runtime import quiet_native_logs
+
+    partitioners = [
+        get_xnnpack_partitioner(dynamic_quant_only_partitioner=True),
+        get_xnnpack_partitioner(dynamic_quant_only_partitioner=False),
+    ]
+    with progress.task("lowering to XNNPACK"), quiet_native_logs():
+        edge = to_edge_transform_and_lower(
+            programs,
+            partitioner=partitioners,
+            compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
+            constant_methods=methods,
+        )
+    programs.clear()
+    with progress.task("serializing the ExecuTorch program"):
+        program = edge.to_executorch(
+            ExecutorchBackendConfig(
+                extract_delegate_segments=True,
+                do_quant_fusion_and_const_prop=True,
+                memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False),
+                sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass(),
+            )
+        )
+        del edge
+        with fsutil.atomic_path(pte_path) as tmp, open(tmp, "wb") as handle:
+            program.write_to_file(handle)
