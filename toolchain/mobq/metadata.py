@@ -363,12 +363,50 @@ def _runner_tokenizer(path: Path) -> Any:
     return tokenizer
 
 
+def _normalizer_outputs(normalizer: dict[str, Any] | None) -> set[str]:
+    """Strings a normalizer writes into the text: Replace contents and Prepend prefixes."""
+    if not normalizer:
+        return set()
+    kind = normalizer.get("type")
+    if kind == "Sequence":
+        return set().union(*(_normalizer_outputs(n) for n in normalizer.get("normalizers") or []))
+    written = normalizer.get("content") if kind == "Replace" else normalizer.get("prepend")
+    return {written} if kind in ("Replace", "Prepend") and written else set()
+
+
+def _merge_hidden_added_tokens(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """Added tokens the runner's BPE can never produce, although transformers' does.
+
+    pytorch_tokenizers takes every added token out of the BPE vocabulary (and so out of every
+    merge that yields it) and only matches it in the raw input. A non-special, unnormalized added
+    token made of normalizer output (Gemma-3's '▁▁'...: Replace ' ' -> '▁') never occurs in raw
+    text, so for the runner a run of spaces stays '▁','▁',... while transformers merges it.
+    """
+    outputs = _normalizer_outputs(data.get("normalizer"))
+    vocab = (data.get("model") or {}).get("vocab")
+    if not outputs or not isinstance(vocab, dict):
+        return []
+    return [
+        token
+        for token in data.get("added_tokens") or []
+        if not token.get("special")
+        and not token.get("normalized")
+        and vocab.get(token.get("content")) == token.get("id")
+        and any(out in token["content"] for out in outputs)
+    ]
+
+
 def runner_tokenizer_json(tokenizer_dir: Path) -> tuple[dict[str, Any], list[str]]:
     """tokenizer.json as the runner should get it, and what was changed (why, one line each).
 
     pytorch_tokenizers' NFC normalizer strips accents ("é" -> "e"); transformers' NFC leaves
     composed text as it is. Without the normalizer the runner splits NFC text exactly as
     transformers does, so apps must hand it NFC text (Swift and Kotlin normalize natively).
+
+    Added tokens that only the normalizer's output can spell (Gemma-3's whitespace runs) go back
+    to being plain BPE tokens, so the runner's merges reach them as transformers' do. Only text
+    holding a literal run of the output next to a space ('▁▁ ', U+2581 twice) still splits
+    differently: transformers matches such a run as an added token before normalizing.
     """
     data = _read_json(Path(tokenizer_dir) / "tokenizer.json")
     changes: list[str] = []
@@ -377,6 +415,15 @@ def runner_tokenizer_json(tokenizer_dir: Path) -> tuple[dict[str, Any], list[str
         data["normalizer"] = None
         changes.append(
             "dropped the NFC normalizer (pytorch_tokenizers' strips accents); feed NFC text"
+        )
+    hidden = _merge_hidden_added_tokens(data)
+    if hidden:
+        ids = {token["id"] for token in hidden}
+        data["added_tokens"] = [t for t in data["added_tokens"] if t.get("id") not in ids]
+        changes.append(
+            f"made {len(hidden)} added tokens spelled by the normalizer (e.g. "
+            f"{hidden[0]['content']!r}) plain BPE tokens: pytorch_tokenizers never merges "
+            "into added tokens, so it left whitespace runs unmerged"
         )
     return data, changes
 
