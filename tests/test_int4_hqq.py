@@ -209,6 +209,7 @@ def _measured(peak: float, latency: float) -> dict[str, float]:
         "model": "m",
         "peak_reserved_gb": peak,
         "peak_allocated_gb": peak - 0.5,
+        "generate_peak_allocated_gb": peak - 0.8,
         "weights_gb": peak - 1,
         "latency_s": latency,
         "tokens_per_s": 256 / latency,
@@ -223,8 +224,39 @@ def test_figures_compare_with_bf16_and_reach_the_card(int4_cpu: quantize.Quantiz
     assert gpu_bench.compare("g", settings, _measured(6.0, 5.0), None)["speedup"] is None
     modelcard.save_figures(int4_cpu.path, result)
     card = (int4_cpu.path / "README.md").read_text()
-    assert "On NVIDIA H200" in card and "| peak GPU memory reserved (GB) | 16.00 | 6.00 |" in card
+    assert "On NVIDIA H200" in card
+    assert "| peak GPU memory reserved, load + generate (GB) | 16.00 | 6.00 |" in card
+    assert "| peak GPU memory allocated, generate only (GB) | 15.20 | 5.20 |" in card
+    assert "torch.compile (reduce-overhead)" in card and "after 2 warm-ups" in card
     assert "**62% less peak memory, 2.00x faster**" in card
+    assert "max_memory_reserved" in result["method"]["peak_reserved_gb"]
+
+
+def test_card_renders_figures_saved_before_the_phase_fields(
+    int4_cpu: quantize.QuantizeResult,
+) -> None:
+    old = {k: v for k, v in _measured(6.0, 5.0).items() if k != "generate_peak_allocated_gb"}
+    result = gpu_bench.compare("g", gpu_bench.BenchSettings(), old, _measured(16.0, 10.0))
+    modelcard.save_figures(int4_cpu.path, result)
+    card = (int4_cpu.path / "README.md").read_text()
+    assert "| peak GPU memory allocated, generate only" not in card
+    assert "| latency, batch 1 (s) | 10.00 | 5.00 |" in card
+
+
+def test_generate_uses_a_static_cache_and_the_chosen_compile_mode() -> None:
+    class Tokenizer:
+        pad_token_id = None
+        eos_token_id = 7
+
+    settings = gpu_bench.BenchSettings(compile_mode="max-autotune-no-cudagraphs")
+    kwargs = gpu_bench._generate_kwargs(settings, Tokenizer())
+    assert kwargs["cache_implementation"] == "static" and kwargs["pad_token_id"] == 7
+    assert kwargs["compile_config"].mode == "max-autotune-no-cudagraphs"
+    assert kwargs["min_new_tokens"] == kwargs["max_new_tokens"] == 256
+    eager = gpu_bench._generate_kwargs(gpu_bench.BenchSettings(compile=False), Tokenizer())
+    assert eager["disable_compile"] and "compile_config" not in eager
+    with pytest.raises(InputError, match="unknown compile mode 'fast'"):
+        gpu_bench.BenchSettings(compile_mode="fast")
 
 
 def test_figures_need_a_mobq_checkpoint(tiny_untied: Path) -> None:

@@ -1,9 +1,12 @@
 """`mobq bench-gpu`: peak GPU memory and batch-1 latency of a checkpoint vs its bf16 baseline.
 
 Each model is measured in a fresh spawned process, so one model's allocator pool, compiled
-graphs and CUDA graphs never count towards the other's peak. Peak memory covers loading and
-generation, as a server sees it. Latency is `generate` for a fixed number of prompt and new
-tokens (min_new_tokens pins the length, so random weights stopping early cannot flatter it).
+graphs and CUDA graphs never count towards the other's peak. The headline peak is
+`torch.cuda.max_memory_reserved()` from before `from_pretrained` to the end of the last
+`generate` (what the torchao model cards report); the load and generation phases are also
+reported apart, so a transient while loading is not mistaken for the serving footprint.
+Latency is `generate` for a fixed number of prompt and new tokens (min_new_tokens pins the
+length, so random weights stopping early cannot flatter it).
 """
 
 from __future__ import annotations
@@ -18,6 +21,16 @@ from mobq import fsutil, progress
 from mobq.errors import InputError, ResourceError
 
 RESULT_PREFIX = "MOBQ_GPU_BENCH_RESULT "
+# What the figures are, written into every result so a JSON file explains itself.
+METHOD = {
+    "peak_reserved_gb": "torch.cuda.max_memory_reserved(), before from_pretrained to after the "
+    "last generate (warm-ups included), one fresh process per model",
+    "generate_peak_allocated_gb": "torch.cuda.max_memory_allocated() with the peak reset after loading",
+    "latency_s": "median wall time of the timed generate calls (cuda-synchronized), batch 1",
+    "memory_reduction": "1 - quantized / baseline peak_reserved_gb",
+    "speedup": "baseline / quantized latency_s",
+}
+COMPILE_MODES = ("reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune", "default")
 FILLER = "Summarize the history of the printing press and its effect on science. "
 
 
@@ -28,6 +41,9 @@ class BenchSettings:
     runs: int = 3
     warmup: int = 2  # the first compiles and the second records CUDA graphs
     compile: bool = True  # static cache, which makes transformers torch.compile the decoder
+    # transformers' CompileConfig mode: "reduce-overhead" adds CUDA graphs; the fallback
+    # "max-autotune-no-cudagraphs" is for kernels that cannot be captured.
+    compile_mode: str = "reduce-overhead"
 
     def __post_init__(self) -> None:
         for name in ("prompt_tokens", "new_tokens", "runs"):
@@ -35,6 +51,11 @@ class BenchSettings:
                 raise InputError(f"--{name.replace('_', '-')} must be positive")
         if self.warmup < 0:
             raise InputError("--warmup must be zero or more")
+        if self.compile_mode not in COMPILE_MODES:
+            raise InputError(
+                f"unknown compile mode '{self.compile_mode}'; choose one of: "
+                + ", ".join(COMPILE_MODES)
+            )
 
 
 def require_cuda() -> str:
@@ -82,7 +103,10 @@ def _generate_kwargs(settings: BenchSettings, tokenizer: Any) -> dict[str, Any]:
         "pad_token_id": pad,
     }
     if settings.compile:
+        from transformers import CompileConfig
+
         kwargs["cache_implementation"] = "static"
+        kwargs["compile_config"] = CompileConfig(mode=settings.compile_mode)
     else:
         kwargs["disable_compile"] = True
     return kwargs
@@ -91,42 +115,74 @@ def _generate_kwargs(settings: BenchSettings, tokenizer: Any) -> dict[str, Any]:
 def measure(model_dir: str, settings: BenchSettings) -> dict[str, Any]:
     """Load `model_dir` on the GPU and time `generate`; run it in a process of its own."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.cuda.reset_peak_memory_stats()
     started = time.perf_counter()
-    model = AutoModelForCausalLM.from_pretrained(
-        model_dir, dtype=torch.bfloat16, device_map="cuda"
-    ).eval()
-    torch.cuda.synchronize()
+    model, tokenizer = _load(model_dir)
     load_s = time.perf_counter() - started
+    load_peak = _peaks()
     weights = torch.cuda.memory_allocated()
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    ids = torch.tensor([chat_prompt_ids(tokenizer, settings.prompt_tokens)], device="cuda")
-    kwargs = _generate_kwargs(settings, tokenizer)
-    seconds: list[float] = []
-    for run in range(settings.warmup + settings.runs):
-        torch.cuda.synchronize()
-        started = time.perf_counter()
-        out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
-        torch.cuda.synchronize()
-        if run >= settings.warmup:
-            seconds.append(time.perf_counter() - started)
-        generated = out.shape[1] - ids.shape[1]
-        if generated != settings.new_tokens:
-            raise ResourceError(f"generate made {generated} tokens, not {settings.new_tokens}")
-    latency = statistics.median(seconds)
+    # From here the peaks are generation's own; the reserved pool left by loading still counts.
+    torch.cuda.reset_peak_memory_stats()
+    seconds = _timed_generations(model, tokenizer, settings)
+    generate_peak = _peaks()
+    latency = statistics.median(seconds[settings.warmup :])
     return {
         "model": model_dir,
         "load_s": round(load_s, 2),
         "weights_gb": weights / 1e9,
-        "peak_reserved_gb": torch.cuda.max_memory_reserved() / 1e9,
-        "peak_allocated_gb": torch.cuda.max_memory_allocated() / 1e9,
+        "peak_reserved_gb": max(load_peak[0], generate_peak[0]),
+        "peak_allocated_gb": max(load_peak[1], generate_peak[1]),
+        "load_peak_reserved_gb": load_peak[0],
+        "load_peak_allocated_gb": load_peak[1],
+        "generate_peak_reserved_gb": generate_peak[0],
+        "generate_peak_allocated_gb": generate_peak[1],
         "latency_s": latency,
-        "latency_runs_s": seconds,
+        "latency_runs_s": seconds[settings.warmup :],
+        "warmup_runs_s": seconds[: settings.warmup],
         "tokens_per_s": settings.new_tokens / latency,
+        # transformers compiles only when its criteria hold: record that it really did.
+        "compiled": getattr(model, "_compiled_call", None) is not None,
         "weight_types": _weight_types(model),
     }
+
+
+def _load(model_dir: str) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(
+        model_dir, dtype=torch.bfloat16, device_map="cuda"
+    ).eval()
+    torch.cuda.synchronize()
+    return model, AutoTokenizer.from_pretrained(model_dir)
+
+
+def _peaks() -> tuple[float, float]:
+    """(max reserved, max allocated) in GB since the last reset."""
+    import torch
+
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_reserved() / 1e9, torch.cuda.max_memory_allocated() / 1e9
+
+
+def _timed_generations(model: Any, tokenizer: Any, settings: BenchSettings) -> list[float]:
+    """Seconds of each `generate`, warm-ups first; each must make exactly new_tokens."""
+    import torch
+
+    ids = torch.tensor([chat_prompt_ids(tokenizer, settings.prompt_tokens)], device="cuda")
+    kwargs = _generate_kwargs(settings, tokenizer)
+    seconds: list[float] = []
+    for _ in range(settings.warmup + settings.runs):
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), **kwargs)
+        torch.cuda.synchronize()
+        seconds.append(time.perf_counter() - started)
+        generated = out.shape[1] - ids.shape[1]
+        if generated != settings.new_tokens:
+            raise ResourceError(f"generate made {generated} tokens, not {settings.new_tokens}")
+    return seconds
 
 
 def _weight_types(model: Any) -> dict[str, int]:
@@ -189,6 +245,7 @@ def compare(
         "settings": asdict(settings),
         "quantized": quantized,
         "baseline": baseline,
+        "method": METHOD,
         "memory_reduction": None,
         "speedup": None,
     }

@@ -178,8 +178,9 @@ def _figures_section(figures: dict[str, Any] | None) -> str:
     quantized, baseline = figures["quantized"], figures["baseline"]
     settings = figures["settings"]
     rows = [
-        ("peak GPU memory reserved (GB)", "peak_reserved_gb", ".2f"),
-        ("peak GPU memory allocated (GB)", "peak_allocated_gb", ".2f"),
+        ("peak GPU memory reserved, load + generate (GB)", "peak_reserved_gb", ".2f"),
+        ("peak GPU memory allocated, load + generate (GB)", "peak_allocated_gb", ".2f"),
+        ("peak GPU memory allocated, generate only (GB)", "generate_peak_allocated_gb", ".2f"),
         ("weights on GPU (GB)", "weights_gb", ".2f"),
         ("latency, batch 1 (s)", "latency_s", ".2f"),
         ("decode tokens/s", "tokens_per_s", ".1f"),
@@ -187,14 +188,20 @@ def _figures_section(figures: dict[str, Any] | None) -> str:
     table = "\n".join(
         f"| {label} | {format(baseline[key], fmt)} | {format(quantized[key], fmt)} |"
         for label, key, fmt in rows
+        if key in baseline and key in quantized  # figures saved before a field existed
     )
-    mode = "static cache + torch.compile" if settings["compile"] else "eager, dynamic cache"
+    mode = "eager, dynamic cache"
+    if settings["compile"]:
+        mode = f"static cache + torch.compile ({settings.get('compile_mode', 'reduce-overhead')})"
     return (
         "## Measured\n\n"
         f"On {figures['gpu']} ({figures['versions']}), batch 1, {settings['prompt_tokens']} "
         f"prompt tokens (chat template) and {settings['new_tokens']} generated, {mode}, median of "
-        f"{settings['runs']} runs. Random weights of the same architecture where the base model "
-        "was random (speed and memory do not depend on weight values).\n\n"
+        f"{settings['runs']} runs after {settings.get('warmup', 0)} warm-ups. Peak memory is "
+        "`torch.cuda.max_memory_reserved()` / `max_memory_allocated()` from before "
+        "`from_pretrained` to the end of the last `generate`; 'generate only' resets the peak "
+        "after loading. Random weights of the same architecture where the base model was "
+        "random (speed and memory do not depend on weight values).\n\n"
         "| | bf16 | int4 HQQ |\n| --- | --- | --- |\n"
         f"{table}\n\n"
         f"**{figures['memory_reduction']:.0%} less peak memory, "
