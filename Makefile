@@ -29,11 +29,15 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(BIN)/mobq demo --out $(DEMO_OUT)
 
+# Two workers, one test file each at a time (module fixtures stay in one process); the
+# run-wide models and exports are built once and shared (tests/conftest.py build_once).
+PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=20
+
 test: setup android-core-test
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(PYTEST) -m "not slow"
 
 lint: setup
 	$(BIN)/ruff check toolchain tests bench

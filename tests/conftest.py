@@ -1,15 +1,19 @@
 """Shared fixtures: tiny random-weight models built from real architectures, exported once.
 
-Exports take 30-90 s each on 2 cores, so every model and export here is session-scoped and
-cached in a session-wide MOBQ_CACHE; tests only read them.
+Exports take 30-150 s each on 2 cores, so every model and export here is built once per test
+run and cached in a run-wide MOBQ_CACHE; tests only read them. `make test` runs pytest-xdist
+workers (one test file per worker at a time): `build_once` makes the workers share each
+model and export through a file lock instead of building one per worker.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -25,10 +29,35 @@ def shared_tokenizer(name: str) -> Path:
     return path
 
 
+def run_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One directory for the whole run: every xdist worker gets the same one."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # each worker's basetemp is a child of the run's
+    root = base / "run-shared"
+    root.mkdir(exist_ok=True)
+    return root
+
+
+def build_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], object]
+) -> Path:
+    """`build(path)` by the first worker that asks; the others wait for it and reuse it."""
+    root = run_root(tmp_path_factory)
+    target, done = root / name, root / f"{name}.done"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            build(target)
+            done.touch()
+    return target
+
+
 @pytest.fixture(scope="session", autouse=True)
 def session_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Caches and downloads go to a temp dir: tests never touch ~/.cache or the network."""
-    root = tmp_path_factory.mktemp("mobq-cache")
+    root = run_root(tmp_path_factory) / "mobq-cache"
+    root.mkdir(exist_ok=True)
     os.environ["MOBQ_CACHE"] = str(root)
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HF_HOME"] = str(root / "hf")
@@ -40,8 +69,11 @@ def _tiny(tmp_path_factory: pytest.TempPathFactory, name: str, **spec: object) -
     from mobq.recipes import get_recipe
 
     architecture = get_recipe("qwen3-0.6b").architecture
-    out = tmp_path_factory.mktemp("models") / name
-    return tinylm.build_tiny_model(architecture, out, spec=tinylm.TinySpec(**spec))
+    return build_once(
+        tmp_path_factory,
+        f"models/{name}",
+        lambda out: tinylm.build_tiny_model(architecture, out, spec=tinylm.TinySpec(**spec)),
+    )
 
 
 @pytest.fixture(scope="session")
@@ -64,19 +96,29 @@ def export(model: Path, out: Path, **options: object):
     )
 
 
+def export_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, model: Path, **options: object
+):
+    """(out, manifest) of an export built once per run, whichever worker asks first."""
+    from mobq.manifest import load_manifest
+
+    out = build_once(tmp_path_factory, f"exports/{name}", lambda o: export(model, o, **options))
+    return out, load_manifest(out)
+
+
 @pytest.fixture(scope="session")
 def export_tied_8da4w(tiny_tied: Path, tmp_path_factory: pytest.TempPathFactory):
-    return export(tiny_tied, tmp_path_factory.mktemp("exports") / "tied-8da4w", scheme="8da4w")
+    return export_once(tmp_path_factory, "tied-8da4w", tiny_tied, scheme="8da4w")
 
 
 @pytest.fixture(scope="session")
 def export_tied_fp32(tiny_tied: Path, tmp_path_factory: pytest.TempPathFactory):
-    return export(tiny_tied, tmp_path_factory.mktemp("exports") / "tied-fp32", scheme="fp32")
+    return export_once(tmp_path_factory, "tied-fp32", tiny_tied, scheme="fp32")
 
 
 @pytest.fixture(scope="session")
 def export_untied_8da4w(tiny_untied: Path, tmp_path_factory: pytest.TempPathFactory):
-    return export(tiny_untied, tmp_path_factory.mktemp("exports") / "untied-8da4w", scheme="8da4w")
+    return export_once(tmp_path_factory, "untied-8da4w", tiny_untied, scheme="8da4w")
 
 
 @pytest.fixture(scope="session")
@@ -89,13 +131,15 @@ def tiny_qwen3_real_tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from mobq.recipes import get_recipe
 
     architecture = get_recipe("qwen3-4b").architecture
-    out = tmp_path_factory.mktemp("models") / "qwen3-realtok"
     spec = tinylm.TinySpec(vocab_size=architecture["vocab_size"], tie_word_embeddings=True)
-    tinylm.build_tiny_model(architecture, out, spec=spec, tokenizer_dir=tokenizer)
-    # Qwen3's own generation_config.json: the chat model stops on <|im_end|> and <|endoftext|>.
-    (out / "generation_config.json").write_text(
-        json.dumps(
-            {"bos_token_id": 151643, "eos_token_id": [151645, 151643], "pad_token_id": 151643}
+
+    def build(out: Path) -> None:
+        tinylm.build_tiny_model(architecture, out, spec=spec, tokenizer_dir=tokenizer)
+        # Qwen3's own generation_config.json: the chat model stops on <|im_end|> and <|endoftext|>.
+        (out / "generation_config.json").write_text(
+            json.dumps(
+                {"bos_token_id": 151643, "eos_token_id": [151645, 151643], "pad_token_id": 151643}
+            )
         )
-    )
-    return out
+
+    return build_once(tmp_path_factory, "models/qwen3-realtok", build)
