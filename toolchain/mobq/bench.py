@@ -30,6 +30,7 @@ from mobq import fsutil, hostinfo, progress
 from mobq.errors import InputError, StageError
 from mobq.manifest import Manifest, load_manifest
 from mobq.results import BenchResult, Ceiling, Spread
+from mobq.runtime import runner_api
 
 CORPUS = Path(__file__).resolve().parent / "data" / "corpus.txt"
 KV_BYTES_PER_VALUE = 4  # mobq exports keep the KV cache in fp32
@@ -124,9 +125,12 @@ def _set_threads(threads: int) -> int:
     """ExecuTorch's threadpool is shared by the runner and the pybindings; size it once."""
     from executorch.extension.pybindings import portable_lib
 
-    if portable_lib._threadpool_get_thread_count() != threads:
-        portable_lib._unsafe_reset_threadpool(threads)
-    return int(portable_lib._threadpool_get_thread_count())
+    from mobq.runtime import quiet_native_logs
+
+    with quiet_native_logs():  # a first threadpool (re)build probes the CPU and logs it
+        if portable_lib._threadpool_get_thread_count() != threads:
+            portable_lib._unsafe_reset_threadpool(threads)
+        return int(portable_lib._threadpool_get_thread_count())
 
 
 def _interval_s(stats: dict[str, Any], start: str, end: str) -> tuple[float, bool]:
@@ -177,9 +181,7 @@ def measure(export_dir: Path, config: BenchConfig) -> dict[str, Any]:
     tokenizer_json = manifest.checked_path(export_dir, "tokenizer")
     threads = _set_threads(config.threads)
     prompt = prompt_of_length(load_hf_tokenizer(tokenizer_json.parent), config.prompt_tokens)
-
-    from executorch.extension.llm.runner import GenerationConfig
-
+    runners = runner_api()
     image_ms: list[float] = []
     if manifest.image is not None:  # a VLM: the prompt is text + one picture + nothing after
         image_ms = image_encode_ms(pte, manifest, config.warmup, config.reps)
@@ -188,7 +190,7 @@ def measure(export_dir: Path, config: BenchConfig) -> dict[str, Any]:
     make_runner = multimodal_runner if manifest.image is not None else text_runner
     runner = make_runner(pte, tokenizer_json)
     construct_ms = (time.perf_counter() - started) * 1000
-    generation = GenerationConfig(
+    generation = runners.GenerationConfig(
         max_new_tokens=config.gen_tokens, temperature=0.0, echo=False, num_bos=0
     )
     runs: list[dict[str, Any]] = []
@@ -228,12 +230,11 @@ def image_encode_ms(pte: Path, manifest: Manifest, warmup: int, reps: int) -> li
 
 
 def _multimodal_prompt(manifest: Manifest, text: str) -> list[Any]:
-    from executorch.extension.llm.runner import make_image_input, make_text_input
-
     from mobq.vision import ImageSpec, preprocess, synthetic_image
 
+    runners = runner_api()
     pixels = preprocess(synthetic_image(), ImageSpec(**manifest.image))  # type: ignore[arg-type]
-    return [make_text_input(text), make_image_input(pixels[0])]
+    return [runners.make_text_input(text), runners.make_image_input(pixels[0])]
 
 
 WORKER_ERROR = "MOBQ_WORKER_ERROR "

@@ -11,7 +11,7 @@ from typing import Any
 
 from mobq.errors import InputError
 from mobq.manifest import Manifest, load_manifest
-from mobq.runtime import capture_runner_output, multimodal_runner, text_runner
+from mobq.runtime import capture_runner_output, multimodal_runner, runner_api, text_runner
 
 
 @dataclass
@@ -74,14 +74,13 @@ def generate(
             )
         inputs = build_prompt(manifest, prompt, raw=raw, think=think)
         runner = text_runner(program, tokenizer)
-    from executorch.extension.llm.runner import GenerationConfig
-
+    runners = runner_api()
     stats: dict[str, Any] = {}
 
     def collect(result: Any) -> None:
         stats.update(json.loads(result.to_json_string()))
 
-    config = GenerationConfig(
+    config = runners.GenerationConfig(
         max_new_tokens=max_new_tokens,
         temperature=temperature,
         echo=False,
@@ -107,10 +106,9 @@ def image_prompt(
     """[text, image, text] for the MultimodalRunner, laid out as the model's processor does:
     the picture comes first in the user's turn, between <start_of_image> and <end_of_image>
     (each set off by a blank line, as Gemma-3's processor writes them)."""
-    from executorch.extension.llm.runner import make_image_input, make_text_input
-
     from mobq.vision import ImageSpec, load_image, preprocess
 
+    runners = runner_api()
     if manifest.image is None:
         raise InputError("this export has no vision encoder; export a multimodal checkpoint")
     spec = ImageSpec(**manifest.image)
@@ -121,7 +119,11 @@ def image_prompt(
     before += f"\n\n{boi}" if boi else ""
     after = (f"{eoi}\n\n" if eoi else "") + after
     pixels = preprocess(load_image(Path(image)), spec)
-    return [make_text_input(before), make_image_input(pixels[0]), make_text_input(after)]
+    return [
+        runners.make_text_input(before),
+        runners.make_image_input(pixels[0]),
+        runners.make_text_input(after),
+    ]
 
 
 def _token_text(tokenizer_json: Path, token_id: int | None) -> str | None:

@@ -24,6 +24,19 @@ def load_ops() -> None:
         from executorch.extension.llm.custom_ops import custom_ops  # noqa: F401
 
 
+@cache
+def runner_api() -> Any:
+    """executorch.extension.llm.runner, imported once with its native start-up chatter hidden.
+
+    Its first import probes the CPU and logs that to fd 1, which would land in the middle of
+    `mobq bench --csv` or `--json` output; every use goes through here.
+    """
+    with quiet_native_logs():
+        from executorch.extension.llm import runner as runners
+    load_ops()
+    return runners
+
+
 def check_pte(path: Path) -> Path:
     path = Path(path)
     if not path.is_file():
@@ -234,9 +247,7 @@ def multimodal_runner(pte: Path, tokenizer_json: Path) -> Any:
 
 
 def _stock_runner(name: str, pte: Path, tokenizer_json: Path) -> Any:
-    with quiet_native_logs():  # the tokenizer library announces itself on stderr at import
-        from executorch.extension.llm import runner as runners
-    load_ops()
+    runners = runner_api()
     check_pte(pte)
     if not Path(tokenizer_json).is_file():
         raise InputError(f"missing tokenizer: {tokenizer_json}")

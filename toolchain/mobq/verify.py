@@ -19,7 +19,13 @@ import torch
 from mobq import progress
 from mobq.errors import VerificationFailed
 from mobq.metadata import PromptFormat, load_hf_tokenizer
-from mobq.runtime import capture_runner_output, load_program, quiet_native_logs, text_runner
+from mobq.runtime import (
+    capture_runner_output,
+    load_program,
+    quiet_native_logs,
+    runner_api,
+    text_runner,
+)
 
 VERIFY_TEXTS = (
     "Explain in two sentences why the sky looks blue during the day.",
@@ -233,22 +239,24 @@ def run(
 def runner_smoke_test(pte: Path, tokenizer_json: Path, max_new_tokens: int = 8) -> tuple[int, str]:
     """Generate a few tokens with ExecuTorch's stock TextLLMRunner: the one the apps link."""
     runner = text_runner(pte, tokenizer_json)
-    from executorch.extension.llm.runner import GenerationConfig
-
+    runners = runner_api()
     stats: list[Any] = []
-    config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, echo=False)
+    config = runners.GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, echo=False)
     with capture_runner_output() as output:
         runner.generate("Hello", config, stats_callback=stats.append)
     return (stats[0].num_generated_tokens if stats else 0), output.text()
 
 
-def require_pass(result: VerifyResult) -> None:
+def require_pass(
+    result: VerifyResult, runner: str = "TextLLMRunner", compared: str | None = None
+) -> None:
+    """A one-line VerificationFailed unless the program agreed and its runner generated."""
     if result.passed:
         return
     if result.runner_tokens == 0:
-        raise VerificationFailed("the .pte produced no tokens in ExecuTorch's TextLLMRunner")
+        raise VerificationFailed(f"the .pte produced no tokens in ExecuTorch's {runner}")
     raise VerificationFailed(
-        f"the .pte disagrees with {result.reference}: logit SQNR {result.sqnr_db_min:.1f} dB "
-        f"(min over {result.steps} steps) is below the {result.threshold_db:.0f} dB gate; "
-        "no model.pte was written"
+        f"the .pte disagrees with {result.reference}: SQNR {result.sqnr_db_min:.1f} dB "
+        f"(min over {compared or f'{result.steps} steps'}) is below the "
+        f"{result.threshold_db:.0f} dB gate; no model.pte was written"
     )

@@ -18,9 +18,8 @@ from typing import Any
 
 import torch
 
-from mobq import progress
-from mobq.errors import VerificationFailed
-from mobq.runtime import capture_runner_output, load_program, quiet_native_logs
+from mobq import progress, verify
+from mobq.runtime import capture_runner_output, load_program, quiet_native_logs, runner_api
 from mobq.verify import VerifyResult, sqnr_db
 from mobq.vision import ImageSpec, preprocess, synthetic_image
 
@@ -138,13 +137,12 @@ def runner_smoke_test(
     pte: Path, tokenizer_json: Path, pixels: torch.Tensor, max_new_tokens: int = 8
 ) -> tuple[int, str]:
     """Generate from text + image with ExecuTorch's stock MultimodalRunner."""
-    from executorch.extension.llm.runner import GenerationConfig
-
     from mobq.runtime import multimodal_runner
 
+    runners = runner_api()
     runner, inputs = multimodal_runner(pte, tokenizer_json), _runner_inputs(pixels)
     stats: list[Any] = []
-    config = GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, echo=False)
+    config = runners.GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, echo=False)
     with capture_runner_output() as output:
         runner.generate(inputs, config, stats_callback=stats.append)
     return (stats[0].num_generated_tokens if stats else 0), output.text()
@@ -153,18 +151,14 @@ def runner_smoke_test(
 def _runner_inputs(
     pixels: torch.Tensor, before: str = TEXT_BEFORE, after: str = TEXT_AFTER
 ) -> list:
-    from executorch.extension.llm.runner import make_image_input, make_text_input
-
-    return [make_text_input(before), make_image_input(pixels[0]), make_text_input(after)]
+    runners = runner_api()
+    return [
+        runners.make_text_input(before),
+        runners.make_image_input(pixels[0]),
+        runners.make_text_input(after),
+    ]
 
 
 def require_pass(result: VerifyResult) -> None:
-    if result.passed:
-        return
-    if result.runner_tokens == 0:
-        raise VerificationFailed("the .pte produced no tokens in ExecuTorch's MultimodalRunner")
-    raise VerificationFailed(
-        f"the .pte disagrees with {result.reference}: SQNR {result.sqnr_db_min:.1f} dB (min over "
-        f"the image encoder and {result.steps} decoder steps) is below the "
-        f"{result.threshold_db:.0f} dB gate; no model.pte was written"
-    )
+    compared = f"the image encoder and {result.steps} decoder steps"
+    verify.require_pass(result, runner="MultimodalRunner", compared=compared)
