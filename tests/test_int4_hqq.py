@@ -311,3 +311,49 @@ def test_models_load_on_the_cpu_before_moving_to_the_gpu(
     # The quantized weights survive the move as torchao tensors (the CPU target's class here).
     assert any(not kind.startswith("Tensor:") for kind in gpu_bench._weight_types(model))
     assert tokenizer.eos_token_id is not None
+
+
+def test_decoder_choice_is_checked() -> None:
+    with pytest.raises(InputError, match="unknown decoder 'beam'"):
+        gpu_bench.BenchSettings(decoder="beam")
+    with pytest.raises(InputError, match="drop --no-compile"):
+        gpu_bench.BenchSettings(decoder="loop", compile=False)
+
+
+def test_a_model_without_tinygemm_int4_has_nothing_to_swap(tiny_untied: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_untied))
+    assert gpu_bench.use_plain_int4_linears(model) == 0
+
+
+@pytest.mark.slow
+def test_loop_makes_the_same_greedy_tokens_as_generate(tiny_untied: Path) -> None:
+    """mobq's loop (one static cache, compiled step) vs transformers' eager generate.
+
+    On the CPU the step compiles with inductor's C++ backend ("default": no CUDA graphs); two
+    runs over the one reset cache must repeat the tokens.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(str(tiny_untied)).eval()
+    tokenizer = AutoTokenizer.from_pretrained(str(tiny_untied))
+    settings = gpu_bench.BenchSettings(
+        prompt_tokens=24, new_tokens=6, runs=1, warmup=1, decoder="loop", compile_mode="default"
+    )
+    prefill: list[float] = []
+    tokens: list[int] = []
+    seconds = gpu_bench._timed_loop(model, tokenizer, settings, prefill, tokens)
+    assert len(seconds) == len(prefill) == 2 and all(
+        0 < p < s for p, s in zip(prefill, seconds, strict=True)
+    )
+    ids = torch.tensor([gpu_bench.chat_prompt_ids(tokenizer, 24)])
+    expected = model.generate(
+        ids,
+        attention_mask=torch.ones_like(ids),
+        max_new_tokens=6,
+        min_new_tokens=6,
+        do_sample=False,
+        disable_compile=True,
+    )
+    assert tokens == expected[0, 24:].tolist()

@@ -32,6 +32,9 @@ METHOD = {
     "speedup": "baseline / quantized latency_s",
 }
 COMPILE_MODES = ("reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune", "default")
+# generate: transformers' generate (static cache, its own compiled decoder); loop: mobq's greedy
+# loop over one static cache kept across runs, the decode step compiled once (fullgraph).
+DECODERS = ("generate", "loop")
 FILLER = "Summarize the history of the printing press and its effect on science. "
 
 
@@ -45,6 +48,10 @@ class BenchSettings:
     # transformers' CompileConfig mode: "reduce-overhead" adds CUDA graphs; the fallback
     # "max-autotune-no-cudagraphs" is for kernels that cannot be captured.
     compile_mode: str = "reduce-overhead"
+    decoder: str = "generate"
+    # loop only: call torchao's tinygemm int4 matmul on plain tensors rather than through the
+    # tensor subclass, whose flatten/unflatten runs in Python for every linear on every step.
+    plain_int4: bool = True
 
     def __post_init__(self) -> None:
         for name in ("prompt_tokens", "new_tokens", "runs"):
@@ -57,6 +64,12 @@ class BenchSettings:
                 f"unknown compile mode '{self.compile_mode}'; choose one of: "
                 + ", ".join(COMPILE_MODES)
             )
+        if self.decoder not in DECODERS:
+            raise InputError(
+                f"unknown decoder '{self.decoder}'; choose one of: " + ", ".join(DECODERS)
+            )
+        if self.decoder == "loop" and not self.compile:
+            raise InputError("--decoder loop compiles its decode step: drop --no-compile")
 
 
 def require_cuda() -> str:
@@ -123,9 +136,16 @@ def measure(model_dir: str, settings: BenchSettings) -> dict[str, Any]:
     load_s = time.perf_counter() - started
     load_peak = _peaks()
     weights = torch.cuda.memory_allocated()
+    plain_linears, plain_diff = 0, None
+    if settings.decoder == "loop" and settings.plain_int4:
+        plain_linears, plain_diff = _swap_checked(model, tokenizer, settings)
     # From here the peaks are generation's own; the reserved pool left by loading still counts.
     torch.cuda.reset_peak_memory_stats()
-    seconds = _timed_generations(model, tokenizer, settings)
+    prefill: list[float] = []
+    if settings.decoder == "loop":
+        seconds = _timed_loop(model, tokenizer, settings, prefill, [])
+    else:
+        seconds = _timed_generations(model, tokenizer, settings)
     generate_peak = _peaks()
     latency = statistics.median(seconds[settings.warmup :])
     return {
@@ -142,8 +162,13 @@ def measure(model_dir: str, settings: BenchSettings) -> dict[str, Any]:
         "latency_runs_s": seconds[settings.warmup :],
         "warmup_runs_s": seconds[: settings.warmup],
         "tokens_per_s": settings.new_tokens / latency,
+        # loop only: time to the first token (eager prefill), median of the timed runs
+        "prefill_s": statistics.median(prefill[settings.warmup :]) if prefill else None,
         # transformers compiles only when its criteria hold: record that it really did.
-        "compiled": getattr(model, "_compiled_call", None) is not None,
+        "compiled": settings.decoder == "loop"
+        or getattr(model, "_compiled_call", None) is not None,
+        "plain_int4_linears": plain_linears,
+        "plain_int4_max_abs_logit_diff": plain_diff,
         "weight_types": _weight_types(model),
     }
 
@@ -191,6 +216,118 @@ def _timed_generations(model: Any, tokenizer: Any, settings: BenchSettings) -> l
         if generated != settings.new_tokens:
             raise ResourceError(f"generate made {generated} tokens, not {settings.new_tokens}")
     return seconds
+
+
+def _timed_loop(
+    model: Any,
+    tokenizer: Any,
+    settings: BenchSettings,
+    prefill_seconds: list[float],
+    tokens: list[int],
+) -> list[float]:
+    """Seconds of each greedy generation by mobq's loop, warm-ups first.
+
+    One StaticCache serves every run (reset, never rebuilt), so the compiled decode step and
+    its CUDA graph see the same cache tensors each time; prefill runs eager, as transformers
+    does. Exactly new_tokens tokens are made: the loop has no stopping criteria. Fills
+    `prefill_seconds` per run and `tokens` with the last run's tokens.
+    """
+    import torch
+    from transformers import StaticCache
+
+    device = model.device
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    ids = torch.tensor([chat_prompt_ids(tokenizer, settings.prompt_tokens)], device=device)
+    cache = StaticCache(
+        config=model.config, max_cache_len=settings.prompt_tokens + settings.new_tokens
+    )
+
+    def decode_step(token: Any) -> Any:
+        logits = model(input_ids=token, past_key_values=cache, use_cache=True).logits
+        return logits[:, -1:].argmax(-1)
+
+    step = torch.compile(decode_step, mode=settings.compile_mode, fullgraph=True)
+    seconds: list[float] = []
+    for _ in range(settings.warmup + settings.runs):
+        sync()
+        started = time.perf_counter()
+        with torch.inference_mode():
+            cache.reset()
+            logits = model(input_ids=ids, past_key_values=cache, use_cache=True).logits
+            token = logits[:, -1:].argmax(-1)
+            sync()
+            prefill_seconds.append(time.perf_counter() - started)
+            made = [token]
+            for _ in range(settings.new_tokens - 1):
+                torch.compiler.cudagraph_mark_step_begin()
+                token = step(token).clone()  # the graph's output buffer is reused next replay
+                made.append(token)
+        sync()
+        seconds.append(time.perf_counter() - started)
+        tokens[:] = torch.cat(made, dim=1)[0].tolist()
+    return seconds
+
+
+def _swap_checked(model: Any, tokenizer: Any, settings: BenchSettings) -> tuple[int, float | None]:
+    """Swap to plain int4 linears; the prompt's last logits before vs after (same kernel)."""
+    import torch
+
+    ids = torch.tensor([chat_prompt_ids(tokenizer, settings.prompt_tokens)], device="cuda")
+    with torch.inference_mode():
+        before = model(input_ids=ids).logits[:, -1].float()
+        swapped = use_plain_int4_linears(model)
+        if not swapped:
+            return 0, None
+        after = model(input_ids=ids).logits[:, -1].float()
+    return swapped, float((before - after).abs().max())
+
+
+def use_plain_int4_linears(model: Any) -> int:
+    """Swap each tinygemm-packed int4 linear for a module over its plain packed tensors.
+
+    The matmul is the same `aten._weight_int4pack_mm` torchao calls, with the same padding;
+    only the tensor subclass is gone from the compiled graph. Returns how many were swapped.
+    """
+    import torch
+
+    try:
+        from torchao.quantization import Int4TilePackedTo4dTensor
+    except ImportError:  # an older torchao without it has nothing to swap
+        return 0
+
+    class _PlainInt4Linear(torch.nn.Module):
+        def __init__(self, weight: Any, bias: Any) -> None:
+            super().__init__()
+            self.register_buffer("qdata", weight.qdata)
+            self.register_buffer("scale_and_zero", weight.scale_and_zero)
+            self.bias = bias
+            self.out_features, self.in_features = weight.shape[-2:]
+            self.group_size = weight.block_size[-1]
+            self.padded_in = self.in_features + (-self.in_features % 1024)
+
+        def forward(self, x: Any) -> Any:
+            rows = x.reshape(-1, self.in_features).to(torch.bfloat16)
+            if self.padded_in != self.in_features:
+                rows = torch.nn.functional.pad(rows, (0, self.padded_in - self.in_features))
+            y = torch.ops.aten._weight_int4pack_mm(
+                rows, self.qdata, self.group_size, self.scale_and_zero
+            )
+            y = y[:, : self.out_features].reshape(*x.shape[:-1], self.out_features)
+            if self.bias is not None:
+                y = y + self.bias.to(y.dtype)
+            return y.to(x.dtype)
+
+    swapped = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            weight = getattr(child, "weight", None)
+            is_linear = isinstance(child, torch.nn.Linear)
+            if is_linear and isinstance(weight, Int4TilePackedTo4dTensor):
+                if getattr(weight, "act_pre_scale", None) is not None:
+                    continue  # AWQ-style pre-scaled weights keep torchao's own path
+                setattr(parent, name, _PlainInt4Linear(weight, child.bias))
+                swapped += 1
+    return swapped
 
 
 def _weight_types(model: Any) -> dict[str, int]:

@@ -193,6 +193,8 @@ def _figures_section(figures: dict[str, Any] | None) -> str:
     mode = "eager, dynamic cache"
     if settings["compile"]:
         mode = f"static cache + torch.compile ({settings.get('compile_mode', 'reduce-overhead')})"
+        if settings.get("decoder") == "loop":
+            mode += ", mobq's greedy decode loop"
     return (
         "## Measured\n\n"
         f"On {figures['gpu']} ({figures['versions']}), batch 1, {settings['prompt_tokens']} "

@@ -45,6 +45,19 @@ from mobq.cli._common import console, print_json
     show_default=True,
     help="Static cache + torch.compile decoding, or eager with a dynamic cache.",
 )
+@click.option(
+    "--decoder",
+    type=click.Choice(["generate", "loop"]),
+    default="generate",
+    show_default=True,
+    help="transformers' generate, or mobq's greedy loop: one static cache and one compiled decode step.",
+)
+@click.option(
+    "--plain-int4/--subclass-int4",
+    default=True,
+    show_default=True,
+    help="With --decoder loop: call the int4 matmul on plain tensors, not through the tensor subclass.",
+)
 @click.option("--save", is_flag=True, help="Keep the figures in MODEL and put them in its card.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def bench_gpu(

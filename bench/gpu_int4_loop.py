@@ -1,0 +1,74 @@
+"""Issue 8 on a GPU: Qwen3-8B random weights, bf16 vs int4-hqq through mobq's compiled loop.
+
+The same functions as `mobq bench-gpu qwen3-8b --random-weights --decoder loop`, with the
+three variants side by side in one run: bf16, int4 with plain tinygemm linears, and int4
+through torchao's tensor subclass (what costs the subclass's per-step Python).
+
+    PYTHONPATH=toolchain:/tmp/site python bench/gpu_int4_loop.py OUT_DIR [TOKENIZER_DIR]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from mobq import gpu_bench, quantize
+
+WORK = Path("/tmp/bench")
+T0 = time.time()
+
+
+def log(message: str) -> None:
+    print(f"[{time.time() - T0:6.1f}s] {message}", flush=True)
+
+
+def main(out: Path, tokenizer: Path | None) -> None:
+    bf16, int4 = WORK / "qwen3-8b-bf16", WORK / "qwen3-8b-int4-hqq"
+    if not (bf16 / "config.json").is_file():
+        gpu_bench.random_checkpoint("qwen3-8b", bf16, tokenizer)
+    log("bf16 random checkpoint ready")
+    if not (int4 / "config.json").is_file():
+        quantize.run(bf16, int4, "int4-hqq", source_id="qwen3-8b (random weights)")
+    log("int4-hqq checkpoint ready")
+    loop = gpu_bench.BenchSettings(runs=3, warmup=2, decoder="loop")
+    subclass = gpu_bench.BenchSettings(runs=3, warmup=2, decoder="loop", plain_int4=False)
+    # gpt-fast's inductor setting for the small reductions of batch-1 decoding, both models.
+    tuned = {"TORCHINDUCTOR_COORDINATE_DESCENT_TUNING": "1"}
+    variants = {
+        "bf16-loop": (bf16, loop, {}),
+        "int4-loop-plain": (int4, loop, {}),
+        "int4-loop-plain-cdt": (int4, loop, tuned),
+        "bf16-loop-cdt": (bf16, loop, tuned),
+        "int4-loop-subclass": (int4, subclass, {}),
+    }
+    results: dict[str, object] = {"gpu": gpu_bench.require_cuda()}
+    for name, (model_dir, settings, env) in variants.items():
+        saved = dict(os.environ)
+        os.environ.update(env)  # the measuring child inherits it
+        try:
+            results[name] = gpu_bench.measure_isolated(model_dir, settings)
+        except Exception as exc:  # one variant failing must not lose the others' figures
+            results[name] = {"error": str(exc)}
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        log(f"{name}: {json.dumps(results[name])[:700]}")
+        (out / "gpu-int4-loop.json").write_text(json.dumps(results, indent=2))
+    base, quant = results["bf16-loop"], results["int4-loop-plain"]
+    if (
+        isinstance(base, dict)
+        and isinstance(quant, dict)
+        and "latency_s" in base
+        and "latency_s" in quant
+    ):
+        summary = gpu_bench.compare(results["gpu"], loop, quant, base)
+        results["summary"] = {k: summary[k] for k in ("versions", "memory_reduction", "speedup")}
+        log(f"summary: {results['summary']}")
+    (out / "gpu-int4-loop.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]) if len(sys.argv) > 2 else None)
