@@ -83,6 +83,23 @@ def test_gemma3_recipes_resolve_to_the_hf_exporter(recipe: str) -> None:
     assert {"Gemma3ForCausalLM", "Gemma3ForConditionalGeneration"} <= set(supported_architectures())
 
 
+def test_the_cards_vision_fc2_override_matches_exactly_the_vision_mlp_fc2_layers() -> None:
+    import re
+
+    from transformers import AutoConfig
+
+    from mobq.quantize import quantizable_modules
+
+    recipe = get_recipe("gemma-3-4b")
+    (override,) = recipe.overrides
+    assert override.scheme == "8da8w"
+    modules = quantizable_modules(AutoConfig.for_model(**recipe.architecture))  # meta device
+    matched = [name for name in modules if re.fullmatch(override.pattern, name)]
+    layers = recipe.architecture["vision_config"]["num_hidden_layers"]
+    assert len(matched) == layers == 27
+    assert all("vision_tower" in name and name.endswith(".mlp.fc2") for name in matched)
+
+
 def test_tiny_models_keep_the_quirks(tiny_gemma: Path, tiny_gemma_multimodal: Path) -> None:
     config = load_config(tiny_gemma)
     assert config.layer_types == LAYER_TYPES and config.sliding_window == WINDOW
@@ -213,7 +230,12 @@ def gemma_multimodal(tiny_gemma_multimodal: Path, tmp_path_factory: pytest.TempP
     def get(scheme: str):
         if scheme not in done:
             out = tmp_path_factory.mktemp("gemma-mm") / scheme
-            done[scheme] = export(tiny_gemma_multimodal, out, scheme=scheme, ctx=CTX)
+            # A local directory names no recipe: pass the gemma-3-4b recipe's overrides (the
+            # card's int8-int8 vision fc2) as a user would with --override.
+            overrides = [f"{o.pattern}={o.scheme}" for o in get_recipe("gemma-3-4b").overrides]
+            done[scheme] = export(
+                tiny_gemma_multimodal, out, scheme=scheme, ctx=CTX, overrides=overrides
+            )
         return done[scheme]
 
     return get
@@ -234,7 +256,9 @@ def test_multimodal_export_agrees_with_transformers(gemma_multimodal, scheme: st
     program = runtime.load_program(out / "model.pte")
     assert {"vision_encoder", "token_embedding", "text_decoder"} <= set(program.method_names)
     if scheme == "8da4w":  # the card's recipe: the vision tower too, position embedding int8
-        assert manifest.quantization["modules"]["embedding:int8-weight"] == 2
+        modules = manifest.quantization["modules"]
+        assert modules["embedding:int8-weight"] == 2
+        assert modules["linear:8da8w"] == 1  # the one SigLIP layer's mlp.fc2
 
 
 @pytest.mark.slow
@@ -259,6 +283,16 @@ def test_run_with_an_image_through_the_multimodal_runner(gemma_multimodal, tmp_p
     assert bad.exit_code == 2 and "not an image Pillow can read" in bad.output
     scored = CliRunner().invoke(cli, ["--quiet", "eval", str(out)])
     assert scored.exit_code == 2 and "re-export with --text-only" in scored.output
+    talked = CliRunner().invoke(cli, ["--quiet", "chat", str(out)], input="Hi\n")
+    assert talked.exit_code == 2 and "chat is text-only" in talked.output
+    app = tmp_path / "android_app"
+    bundled = CliRunner().invoke(
+        cli, ["--quiet", "bundle", "android", str(out), "--app-dir", str(app)]
+    )
+    assert bundled.exit_code == 2 and "re-export with --text-only to bundle it" in bundled.output
+    assert not app.exists() or not any(app.rglob("*.pte"))  # nothing was copied
+    absent = CliRunner().invoke(cli, [*args, "--image", str(tmp_path / "nope.jpg"), "-p", "Hi"])
+    assert absent.exit_code == 2 and "no such image" in absent.output
 
 
 def test_quantized_gemma_loads_with_its_embedding_scale(tiny_gemma: Path, tmp_path: Path) -> None:

@@ -39,19 +39,43 @@ def _static_cache_decoder_class() -> type[torch.nn.Module]:
         def forward(  # type: ignore[override]
             self, tokens: torch.Tensor, attn_options: dict[str, torch.Tensor]
         ) -> torch.Tensor:
-            input_pos = attn_options["input_pos"]
-            for layer in self.static_cache.layers:
-                layer.cumulative_length.copy_(input_pos[0])
-            out = self.model(
-                input_ids=tokens,
-                attention_mask=None,
-                past_key_values=self.static_cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            return out.logits[:, -1, :]
+            return static_cache_step(self, attn_options["input_pos"], input_ids=tokens)
 
     return StaticCacheDecoder
+
+
+def static_cache_step(
+    wrapper: Any, input_pos: torch.Tensor, **inputs: torch.Tensor
+) -> torch.Tensor:
+    """One step of a TorchExportableModuleWithStaticCache: the last position's logits.
+
+    The cache's write offset is set from the [1] start position, so one program serves any
+    number of generations; `inputs` is input_ids (text) or inputs_embeds (multimodal).
+    """
+    for layer in wrapper.static_cache.layers:
+        layer.cumulative_length.copy_(input_pos[0])
+    out = wrapper.model(
+        **inputs,
+        attention_mask=None,
+        past_key_values=wrapper.static_cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
+    return out.logits[:, -1, :]
+
+
+def prepare_for_tracing(model: Any) -> Any:
+    """No gradients, no padding_idx, a static cache in the generation config."""
+    for param in model.parameters():
+        param.requires_grad_(False)
+    for module in model.modules():
+        # padding_idx only shapes gradients, but it changes the traced aten.embedding call
+        # and so hides the int8 embedding from ExecuTorch's quantized-embedding fusion.
+        if isinstance(module, torch.nn.Embedding):
+            module.padding_idx = None
+    model.generation_config.use_cache = True
+    model.generation_config.cache_implementation = "static"
+    return model
 
 
 def load_decoder(model_dir: Path, options: ExportOptions) -> torch.nn.Module:
@@ -62,15 +86,7 @@ def load_decoder(model_dir: Path, options: ExportOptions) -> torch.nn.Module:
         model = load_causal_lm(model_dir, attn_implementation="sdpa")
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{model_dir}: transformers cannot load it: {exc}") from exc
-    for param in model.parameters():
-        param.requires_grad_(False)
-    for module in model.modules():
-        # padding_idx only shapes gradients, but it changes the traced aten.embedding call
-        # and so hides the int8 embedding from ExecuTorch's quantized-embedding fusion.
-        if isinstance(module, torch.nn.Embedding):
-            module.padding_idx = None
-    model.generation_config.use_cache = True
-    model.generation_config.cache_implementation = "static"
+    prepare_for_tracing(model)
     return _static_cache_decoder_class()(model, batch_size=1, max_cache_len=options.ctx)
 
 

@@ -18,6 +18,7 @@ import torch
 from mobq import fsutil, progress
 from mobq.errors import CheckpointError, StageError
 from mobq.export import ExportOptions, ExportResult, constant_methods
+from mobq.export_hf import prepare_for_tracing, static_cache_step
 from mobq.families import family_for_config
 from mobq.source import load_config
 from mobq.vision import ImageSpec, image_spec
@@ -53,16 +54,7 @@ def _text_decoder_class() -> type[torch.nn.Module]:
         def forward(  # type: ignore[override]
             self, embeddings: torch.Tensor, input_pos: torch.Tensor
         ) -> torch.Tensor:
-            for layer in self.static_cache.layers:
-                layer.cumulative_length.copy_(input_pos[0])
-            out = self.model(
-                inputs_embeds=embeddings,
-                attention_mask=None,
-                past_key_values=self.static_cache,
-                use_cache=True,
-                logits_to_keep=1,
-            )
-            return out.logits[:, -1, :]
+            return static_cache_step(self, input_pos, inputs_embeds=embeddings)
 
     return TextDecoder
 
@@ -80,14 +72,7 @@ def load_model(model_dir: Path) -> Any:
     except (OSError, ValueError) as exc:
         raise CheckpointError(f"{model_dir}: transformers cannot load it: {exc}") from exc
     restore_scalar_buffers(model)
-    for param in model.parameters():
-        param.requires_grad_(False)
-    for module in model.modules():
-        if isinstance(module, torch.nn.Embedding):  # see export_hf: only shapes gradients
-            module.padding_idx = None
-    model.generation_config.use_cache = True
-    model.generation_config.cache_implementation = "static"
-    return model.eval()
+    return prepare_for_tracing(model).eval()
 
 
 def exported_methods(model: Any, spec: ImageSpec, options: ExportOptions) -> dict[str, Any]:
