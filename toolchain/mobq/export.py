@@ -159,6 +159,27 @@ def run(
     return lower_to_pte(model, Path(pte_path), options, methods)
 
 
+def use_packaged_flatc() -> None:
+    """Point ExecuTorch at the `flatc` its wheel ships when nothing else would find one.
+
+    ExecuTorch 1.2.0 (the release for torch 2.11) serializes by running `flatc`, looked up as a
+    package resource, then $FLATC_EXECUTABLE, then PATH; its wheel carries the binary under
+    executorch/data/bin but not where that lookup goes. 1.5.1 does not need it.
+    """
+    import importlib.util
+    import os
+    import shutil
+
+    if os.environ.get("FLATC_EXECUTABLE") or shutil.which("flatc"):
+        return
+    spec = importlib.util.find_spec("executorch")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    packaged = Path(next(iter(spec.submodule_search_locations))) / "data" / "bin" / "flatc"
+    if packaged.is_file() and os.access(packaged, os.X_OK):
+        os.environ["FLATC_EXECUTABLE"] = str(packaged)
+
+
 def lower_to_pte(
     model: torch.nn.Module, pte_path: Path, options: ExportOptions, methods: dict[str, Any]
 ) -> ExportResult:
@@ -169,6 +190,7 @@ def lower_to_pte(
     """
     from mobq.runtime import quiet_native_logs
 
+    use_packaged_flatc()
     with quiet_native_logs():  # pytorch_tokenizers prints on import
         from executorch.extension.llm.export.builder import DType, LLMEdgeManager
         from executorch.extension.llm.export.partitioner_lib import get_xnnpack_partitioner

@@ -17,7 +17,7 @@ import torch
 
 from mobq import fsutil, progress
 from mobq.errors import CheckpointError, StageError
-from mobq.export import ExportOptions, ExportResult, constant_methods
+from mobq.export import ExportOptions, ExportResult, constant_methods, use_packaged_flatc
 from mobq.export_hf import prepare_for_tracing, static_cache_step
 from mobq.families import family_for_config
 from mobq.source import load_config
@@ -121,6 +121,7 @@ def run(
 
 
 def _lower(programs: dict[str, Any], pte_path: Path, methods: dict[str, Any]) -> None:
+    use_packaged_flatc()
     from executorch.exir import (
         EdgeCompileConfig,
         ExecutorchBackendConfig,
