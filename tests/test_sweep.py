@@ -29,13 +29,13 @@ def broken_model(tiny_untied: Path, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="module")
-def swept(
-    tiny_tied: Path, tiny_untied: Path, broken_model: Path, tmp_path_factory: pytest.TempPathFactory
-):
+def swept(tiny_tied: Path, broken_model: Path, tmp_path_factory: pytest.TempPathFactory):
+    """One good model in two schemes beside a broken one: 4 cells, 2 real exports (~2 min
+    each here), which is what the orchestration needs; the families have their own tests."""
     root = tmp_path_factory.mktemp("sweep")
     plan = write_plan(
         root / "plan.yaml",
-        models=[str(tiny_tied), str(tiny_untied), str(broken_model)],
+        models=[str(tiny_tied), str(broken_model)],
         schemes=["8da4w", "fp32"],
         ctx=[64],
         steps=["export", "bench", "eval"],
@@ -50,7 +50,7 @@ def swept(
 def test_every_good_cell_is_exported_and_verified(swept) -> None:
     root, _, summary = swept
     by_name = {j.name: j for j in summary.jobs}
-    for model in ("qwen3-tied", "qwen3-untied"):
+    for model in ("qwen3-tied",):
         for scheme in ("8da4w", "fp32"):
             job = by_name[f"{model}-{scheme}-ctx64"]
             assert job.status in ("done", "cached"), job
@@ -101,7 +101,7 @@ def test_a_broken_model_fails_alone_with_its_error(swept) -> None:
 def test_summary_json_lists_every_job(swept) -> None:
     root, _, _ = swept
     data = json.loads((root / "runs" / "summary.json").read_text())
-    assert len(data["jobs"]) == 6 and data["host"]["cpu"]
+    assert len(data["jobs"]) == 4 and data["host"]["cpu"]
     for job in data["jobs"]:
         assert {"model", "scheme", "ctx", "status", "out", "error", "figures"} <= set(job)
 
@@ -115,7 +115,7 @@ def test_rerun_reports_finished_cells_as_cached(swept) -> None:
     summary, _ = json.JSONDecoder().raw_decode(result.output[result.output.index("{") :])
     statuses = {j["name"]: j["status"] for j in summary["jobs"]}
     assert result.exit_code == 1  # the broken model still fails
-    assert [s for n, s in statuses.items() if "broken" not in n] == ["cached"] * 4
+    assert [s for n, s in statuses.items() if "broken" not in n] == ["cached"] * 2
 
 
 def test_dry_run_shows_the_memory_aware_schedule(tmp_path: Path, tiny_tied: Path) -> None:

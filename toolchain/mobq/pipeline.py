@@ -16,10 +16,9 @@ from typing import Any
 
 from mobq import (
     cache,
-    export_hf,
-    export_mm,
     fsutil,
     hostinfo,
+    isolate,
     metadata,
     progress,
     verify_multimodal,
@@ -180,7 +179,8 @@ class _Stages:
             result = work(path)
             note["note"] = result.pop("_note", "")
         seconds = round(time.perf_counter() - start, 2)
-        peak = hostinfo.peak_rss_mb()
+        # A stage that ran work in a child process reports that child's peak as well.
+        peak = max(hostinfo.peak_rss_mb(), float(result.get("child_peak_rss_mb") or 0.0))
         self.cache.commit(name, key, {"result": result, "seconds": seconds})
         self.records.append(
             StageRecord(
@@ -373,13 +373,13 @@ def run_plan(plan: ExportPlan) -> tuple[Path, Manifest]:
             lambda p: _convert(convert_input, p),
         )
         params = convert_result["params"]
-        exporter, export_detail = export_stage.run, "KV cache + custom SDPA"
+        exporter, export_detail = "llama", "KV cache + custom SDPA"
     else:  # an `hf` family: transformers' module is exported in its own layout
         converted_dir = convert_input
         params = convert_stage.derive_params(plan.config, plan.family)
-        exporter, export_detail = export_hf.run, "transformers module + static KV cache"
+        exporter, export_detail = "hf", "transformers module + static KV cache"
         if plan.multimodal:
-            exporter = export_mm.run
+            exporter = "multimodal"
             export_detail = "vision encoder + token embedding + text decoder, static KV cache"
     quantized = "quantize" in keys
     reference_name = (
@@ -459,7 +459,7 @@ def _convert(model_dir: Path, out: Path) -> dict[str, Any]:
 
 
 def _export_and_verify(
-    exporter: Any,
+    exporter: str,
     converted_dir: Path,
     out: Path,
     options: export_stage.ExportOptions,
@@ -477,8 +477,9 @@ def _export_and_verify(
     # The tokenizer the apps' runner will read, checked against transformers before lowering.
     runner_tokenizer = out / "tokenizer.json"
     tokenizer_changes = metadata.write_runner_tokenizer(tokenizer_dir, runner_tokenizer)
-    exported = exporter(converted_dir, pte, options, methods)
-    hostinfo.release_memory()  # lowering's graphs are garbage now, before verify loads models
+    # Lowering runs in a child process: what torch.export keeps alive ends with it, and verify
+    # starts from a parent that never held the traced model.
+    exported, child_peak = isolate.export_in_child(exporter, converted_dir, pte, options, methods)
     bos_id = runtime_md.bos_id if runtime_md.add_bos else None
     extra: dict[str, Any] = {}
     try:
@@ -520,6 +521,7 @@ def _export_and_verify(
     verification = {**result.to_dict(), **extra.get("multimodal_verification", {})}
     return {
         **exported.to_dict(),
+        "child_peak_rss_mb": round(child_peak, 1),
         "pte": str(pte),
         "verification": verification,
         "image": extra.get("image"),
