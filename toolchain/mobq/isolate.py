@@ -118,6 +118,8 @@ def _child_main(argv: list[str]) -> int:
     if request.get("rich"):
         progress.set_reporter(progress.RichReporter())
     runtime.set_debug(bool(request.get("debug")))
+    if not runtime.debugging():
+        runtime.quiet_libraries()
     from mobq import hostinfo
 
     try:

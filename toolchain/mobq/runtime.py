@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from functools import cache
 from pathlib import Path
@@ -48,6 +50,28 @@ def check_pte(path: Path) -> Path:
             f"{path} is not an ExecuTorch program (.pte): its header is wrong; re-export it"
         )
     return path
+
+
+def quiet_libraries() -> None:
+    """torchao, ExecuTorch and transformers are chatty at import; users want mobq's lines.
+
+    The CLI calls it unless --debug; so does the export stage's child process.
+    """
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.WARNING)
+    for name in (
+        "torchao",
+        "executorch",
+        "transformers",
+        "huggingface_hub",
+        "torch",
+        "torch.utils._pytree",
+    ):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    # mobq shows its own progress; the hub's and transformers' tqdm bars would interleave with it.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 _real_stdout_fd: int | None = None

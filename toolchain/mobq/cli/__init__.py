@@ -8,10 +8,8 @@ the traceback).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sys
-import warnings
 from typing import Any
 
 import click
@@ -19,25 +17,6 @@ import click
 from mobq import __version__
 
 EXIT_INTERRUPTED = 130
-
-
-def _quiet_libraries() -> None:
-    """torchao, ExecuTorch and transformers are chatty at import; users want mobq's lines."""
-    warnings.filterwarnings("ignore")
-    logging.basicConfig(level=logging.WARNING)
-    for name in (
-        "torchao",
-        "executorch",
-        "transformers",
-        "huggingface_hub",
-        "torch",
-        "torch.utils._pytree",
-    ):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    # mobq shows its own progress; the hub's and transformers' tqdm bars would interleave with it.
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 def _interrupt_on_sigterm() -> None:
@@ -105,7 +84,7 @@ def cli(debug: bool, quiet: bool) -> None:
 
     runtime.set_debug(debug)
     if not debug:
-        _quiet_libraries()
+        runtime.quiet_libraries()
     _interrupt_on_sigterm()
     if not quiet:
         from mobq import progress
