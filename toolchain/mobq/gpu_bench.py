@@ -272,12 +272,12 @@ def _swap_checked(model: Any, tokenizer: Any, settings: BenchSettings) -> tuple[
     """Swap to plain int4 linears; the prompt's last logits before vs after (same kernel)."""
     import torch
 
+    if not any(type(p.data).__name__ == "Int4TilePackedTo4dTensor" for p in model.parameters()):
+        return 0, None  # a bf16 baseline: nothing to swap, no forward spent checking it
     ids = torch.tensor([chat_prompt_ids(tokenizer, settings.prompt_tokens)], device="cuda")
     with torch.inference_mode():
         before = model(input_ids=ids).logits[:, -1].float()
         swapped = use_plain_int4_linears(model)
-        if not swapped:
-            return 0, None
         after = model(input_ids=ids).logits[:, -1].float()
     return swapped, float((before - after).abs().max())
 
