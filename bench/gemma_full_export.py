@@ -14,8 +14,33 @@ import sys
 import time
 from pathlib import Path
 
-from mobq import hostinfo
+from mobq import hostinfo, progress
 from mobq.pipeline import ExportRequest, export_model
+
+
+class TimelineReporter(progress.SilentReporter):
+    """Stage starts and ends with wall time and RSS, flushed as they happen.
+
+    A run cut short (a lease that ends) still leaves each finished stage's time in the log.
+    """
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.started = time.perf_counter()
+
+    def _write(self, line: str) -> None:
+        stamp = time.perf_counter() - self.started
+        with self.log.open("a") as f:
+            f.write(f"{stamp:8.1f}s rss {peak_rss_gb()} {line}\n")
+
+    def stage_start(self, name: str, detail: str) -> None:
+        self._write(f"start {name} {detail}")
+
+    def stage_end(self, name: str, seconds: float, note: str) -> None:
+        self._write(f"end {name} {seconds:.1f}s {note}")
+
+    def info(self, message: str) -> None:
+        self._write(f"info {message}")
 
 
 def peak_rss_gb() -> dict[str, float]:
@@ -26,6 +51,7 @@ def peak_rss_gb() -> dict[str, float]:
 
 def main(out: Path, tokenizer: Path, work: Path) -> None:
     started = time.perf_counter()
+    progress.set_reporter(TimelineReporter(out / "timeline.log"))
     result: dict[str, object] = {"host": hostinfo.host(), "versions": hostinfo.versions()}
     try:
         export_dir, _ = export_model(
