@@ -31,7 +31,7 @@ class TimelineReporter(progress.SilentReporter):
     def _write(self, line: str) -> None:
         stamp = time.perf_counter() - self.started
         with self.log.open("a") as f:
-            f.write(f"{stamp:8.1f}s rss {peak_rss_gb()} {line}\n")
+            f.write(f"{stamp:8.1f}s peak-rss-gb {peak_rss_gb()} {line}\n")
 
     def stage_start(self, name: str, detail: str) -> None:
         self._write(f"start {name} {detail}")
