@@ -1,8 +1,9 @@
 """Issue 8 on a GPU: Qwen3-8B random weights, bf16 vs int4-hqq through mobq's compiled loop.
 
 The same functions as `mobq bench-gpu qwen3-8b --random-weights --decoder loop`, with the
-three variants side by side in one run: bf16, int4 with plain tinygemm linears, and int4
-through torchao's tensor subclass (what costs the subclass's per-step Python).
+variants side by side in one run: bf16, int4 with plain linears (tinygemm for decoding, the
+weight dequantized for a dense prefill), the same with tinygemm for prefill too, and GemLite's
+Triton kernels on the same int4 values (`--int4-kernel gemlite`).
 
     PYTHONPATH=toolchain:/tmp/site python bench/gpu_int4_loop.py OUT_DIR [TOKENIZER_DIR]
 """
@@ -34,15 +35,15 @@ def main(out: Path, tokenizer: Path | None) -> None:
         quantize.run(bf16, int4, "int4-hqq", source_id="qwen3-8b (random weights)")
     log("int4-hqq checkpoint ready")
     loop = gpu_bench.BenchSettings(runs=3, warmup=2, decoder="loop")
-    subclass = gpu_bench.BenchSettings(runs=3, warmup=2, decoder="loop", plain_int4=False)
-    # gpt-fast's inductor setting for the small reductions of batch-1 decoding, both models.
-    tuned = {"TORCHINDUCTOR_COORDINATE_DESCENT_TUNING": "1"}
+    tinygemm_prefill = gpu_bench.BenchSettings(
+        runs=3, warmup=2, decoder="loop", dense_prefill=False
+    )
+    gemlite = gpu_bench.BenchSettings(runs=3, warmup=2, decoder="loop", int4_kernel="gemlite")
     variants = {
         "bf16-loop": (bf16, loop, {}),
-        "int4-loop-plain": (int4, loop, {}),
-        "int4-loop-plain-cdt": (int4, loop, tuned),
-        "bf16-loop-cdt": (bf16, loop, tuned),
-        "int4-loop-subclass": (int4, subclass, {}),
+        "int4-loop-gemlite": (int4, gemlite, {}),
+        "int4-loop-plain": (int4, loop, {}),  # dense prefill (dequantize + cuBLAS)
+        "int4-loop-tinygemm-prefill": (int4, tinygemm_prefill, {}),
     }
     results: dict[str, object] = {"gpu": gpu_bench.require_cuda()}
     for name, (model_dir, settings, env) in variants.items():

@@ -10,7 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from conftest import shared_tokenizer
-from mobq import gpu_bench, modelcard, quantize
+from mobq import gpu_bench, int4_gpu, modelcard, quantize
 from mobq.cli import cli
 from mobq.errors import InputError, ResourceError
 from mobq.schemes import SCHEMES, QuantOptions, auto_server_target, check_scheme_name
@@ -324,7 +324,7 @@ def test_a_model_without_tinygemm_int4_has_nothing_to_swap(tiny_untied: Path) ->
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(str(tiny_untied))
-    assert gpu_bench.use_plain_int4_linears(model) == 0
+    assert int4_gpu.use_plain_int4_linears(model) == 0
 
 
 @pytest.mark.slow

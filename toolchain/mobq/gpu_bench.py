@@ -35,6 +35,7 @@ COMPILE_MODES = ("reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune"
 # generate: transformers' generate (static cache, its own compiled decoder); loop: mobq's greedy
 # loop over one static cache kept across runs, the decode step compiled once (fullgraph).
 DECODERS = ("generate", "loop")
+INT4_KERNELS = ("tinygemm", "gemlite")
 FILLER = "Summarize the history of the printing press and its effect on science. "
 
 
@@ -52,6 +53,12 @@ class BenchSettings:
     # loop only: call torchao's tinygemm int4 matmul on plain tensors rather than through the
     # tensor subclass, whose flatten/unflatten runs in Python for every linear on every step.
     plain_int4: bool = True
+    # loop + plain_int4: prefill-sized inputs dequantize each weight to bf16 for the dense
+    # matmul (tinygemm is 20-40x slower than cuBLAS at 256 rows on an H200).
+    dense_prefill: bool = True
+    # loop + plain_int4: the decode kernel. tinygemm (torchao's) or GemLite's Triton kernels
+    # on the same int4 values, HQQ scales and zeros.
+    int4_kernel: str = "tinygemm"
 
     def __post_init__(self) -> None:
         for name in ("prompt_tokens", "new_tokens", "runs"):
@@ -67,6 +74,11 @@ class BenchSettings:
         if self.decoder not in DECODERS:
             raise InputError(
                 f"unknown decoder '{self.decoder}'; choose one of: " + ", ".join(DECODERS)
+            )
+        if self.int4_kernel not in INT4_KERNELS:
+            raise InputError(
+                f"unknown int4 kernel '{self.int4_kernel}'; choose one of: "
+                + ", ".join(INT4_KERNELS)
             )
         if self.decoder == "loop" and not self.compile:
             raise InputError("--decoder loop compiles its decode step: drop --no-compile")
@@ -253,7 +265,10 @@ def _timed_loop(
         started = time.perf_counter()
         with torch.inference_mode():
             cache.reset()
-            logits = model(input_ids=ids, past_key_values=cache, use_cache=True).logits
+            # Greedy decoding needs the last position's logits only, as servers compute them.
+            logits = model(
+                input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1
+            ).logits
             token = logits[:, -1:].argmax(-1)
             sync()
             prefill_seconds.append(time.perf_counter() - started)
@@ -269,65 +284,24 @@ def _timed_loop(
 
 
 def _swap_checked(model: Any, tokenizer: Any, settings: BenchSettings) -> tuple[int, float | None]:
-    """Swap to plain int4 linears; the prompt's last logits before vs after (same kernel)."""
+    """Swap to plain int4 linears (and GemLite's if asked); last logits before vs after."""
     import torch
+
+    from mobq import int4_gpu
 
     if not any(type(p.data).__name__ == "Int4TilePackedTo4dTensor" for p in model.parameters()):
         return 0, None  # a bf16 baseline: nothing to swap, no forward spent checking it
     ids = torch.tensor([chat_prompt_ids(tokenizer, settings.prompt_tokens)], device="cuda")
     with torch.inference_mode():
-        before = model(input_ids=ids).logits[:, -1].float()
-        swapped = use_plain_int4_linears(model)
-        after = model(input_ids=ids).logits[:, -1].float()
-    return swapped, float((before - after).abs().max())
-
-
-def use_plain_int4_linears(model: Any) -> int:
-    """Swap each tinygemm-packed int4 linear for a module over its plain packed tensors.
-
-    The matmul is the same `aten._weight_int4pack_mm` torchao calls, with the same padding;
-    only the tensor subclass is gone from the compiled graph. Returns how many were swapped.
-    """
-    import torch
-
-    try:
-        from torchao.quantization import Int4TilePackedTo4dTensor
-    except ImportError:  # an older torchao without it has nothing to swap
-        return 0
-
-    class _PlainInt4Linear(torch.nn.Module):
-        def __init__(self, weight: Any, bias: Any) -> None:
-            super().__init__()
-            self.register_buffer("qdata", weight.qdata)
-            self.register_buffer("scale_and_zero", weight.scale_and_zero)
-            self.bias = bias
-            self.out_features, self.in_features = weight.shape[-2:]
-            self.group_size = weight.block_size[-1]
-            self.padded_in = self.in_features + (-self.in_features % 1024)
-
-        def forward(self, x: Any) -> Any:
-            rows = x.reshape(-1, self.in_features).to(torch.bfloat16)
-            if self.padded_in != self.in_features:
-                rows = torch.nn.functional.pad(rows, (0, self.padded_in - self.in_features))
-            y = torch.ops.aten._weight_int4pack_mm(
-                rows, self.qdata, self.group_size, self.scale_and_zero
-            )
-            y = y[:, : self.out_features].reshape(*x.shape[:-1], self.out_features)
-            if self.bias is not None:
-                y = y + self.bias.to(y.dtype)
-            return y.to(x.dtype)
-
-    swapped = 0
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            weight = getattr(child, "weight", None)
-            is_linear = isinstance(child, torch.nn.Linear)
-            if is_linear and isinstance(weight, Int4TilePackedTo4dTensor):
-                if getattr(weight, "act_pre_scale", None) is not None:
-                    continue  # AWQ-style pre-scaled weights keep torchao's own path
-                setattr(parent, name, _PlainInt4Linear(weight, child.bias))
-                swapped += 1
-    return swapped
+        before = model(input_ids=ids, logits_to_keep=1).logits[:, -1].float()
+        swapped = int4_gpu.use_plain_int4_linears(model, settings.dense_prefill)
+        if settings.int4_kernel == "gemlite":
+            int4_gpu.load_gemlite_tuning(torch.cuda.get_device_name(0))
+            int4_gpu.use_gemlite_int4_linears(model)
+        after = model(input_ids=ids, logits_to_keep=1).logits[:, -1].float()
+    diff = float((before - after).abs().max())
+    torch.cuda.empty_cache()  # the check's transients are not the serving footprint
+    return swapped, diff
 
 
 def _weight_types(model: Any) -> dict[str, int]:

@@ -58,6 +58,19 @@ from mobq.cli._common import console, print_json
     show_default=True,
     help="With --decoder loop: call the int4 matmul on plain tensors, not through the tensor subclass.",
 )
+@click.option(
+    "--dense-prefill/--tinygemm-prefill",
+    default=True,
+    show_default=True,
+    help="With plain int4: prefill dequantizes each weight to bf16 for the dense matmul.",
+)
+@click.option(
+    "--int4-kernel",
+    type=click.Choice(["tinygemm", "gemlite"]),
+    default="tinygemm",
+    show_default=True,
+    help="With plain int4: torchao's tinygemm, or GemLite's Triton kernels (needs gemlite).",
+)
 @click.option("--save", is_flag=True, help="Keep the figures in MODEL and put them in its card.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def bench_gpu(
