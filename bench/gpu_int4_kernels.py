@@ -3,9 +3,10 @@
 The same int4 values, scales and zeros (group 128) through tinygemm (`_weight_int4pack_mm`,
 torchao's tile_packed_to_4d), FBGEMM's CUTLASS mixed-input GEMM on preshuffled int4
 (`bf16i4bf16_shuffled`), mobq's prefill path (dequantize the packed weight, then bf16 cuBLAS;
-`dequant_only` is the dequantization alone) and bf16 cuBLAS, side by side. Each kernel's output is checked against the dequantized matmul first; the
-tile-packed -> FBGEMM conversion (`mobq.int4_gpu.tinygemm_to_fbgemm`) is checked to recover
-the int4 values exactly. Times: CUDA-graph replays of 50 calls, median of 10, per call.
+`dequant_only` is the dequantization alone), GemLite when installed, and bf16 cuBLAS, side by
+side. Each kernel's output is checked against the dequantized matmul first; the tile-packed ->
+FBGEMM conversion (`mobq.int4_gpu.tinygemm_to_fbgemm`) is checked to recover the int4 values
+exactly. Times: CUDA-graph replays of 50 calls, median of 10, per call.
 
     PYTHONPATH=toolchain:/tmp/site python bench/gpu_int4_kernels.py OUT_DIR
 """

@@ -316,6 +316,8 @@ def test_models_load_on_the_cpu_before_moving_to_the_gpu(
 def test_decoder_choice_is_checked() -> None:
     with pytest.raises(InputError, match="unknown decoder 'beam'"):
         gpu_bench.BenchSettings(decoder="beam")
+    with pytest.raises(InputError, match="unknown int4 kernel 'marlin'"):
+        gpu_bench.BenchSettings(decoder="loop", int4_kernel="marlin")
     with pytest.raises(InputError, match="drop --no-compile"):
         gpu_bench.BenchSettings(decoder="loop", compile=False)
 
