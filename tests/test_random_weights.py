@@ -62,3 +62,37 @@ def test_same_seed_same_weights(tmp_path: Path) -> None:
     b = random_weights.build(recipe, tmp_path / "b", seed=1)
     with CheckpointReader(a) as ra, CheckpointReader(b) as rb:
         assert torch.equal(ra.get("lm_head.weight"), rb.get("lm_head.weight"))
+
+
+def test_norm_weights_are_centred_where_the_models_own_init_centres_them() -> None:
+    """Gemma's norms scale by (1 + w): random w near 1 would double every norm (chaotic)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model(**get_recipe("gemma-3-4b").architecture)
+    centres = random_weights.norm_centres(random_weights.meta_model(config))
+    text_norms = [v for n, v in centres.items() if "language_model" in n]
+    vision_norms = [v for n, v in centres.items() if "vision_tower" in n]
+    assert text_norms and set(text_norms) == {0.0}  # Gemma3RMSNorm: x * (1 + w), w init 0
+    assert vision_norms and set(vision_norms) == {1.0}  # SigLIP's LayerNorm: x * w, w init 1
+    qwen = AutoConfig.for_model(**get_recipe("qwen3-0.6b").architecture)
+    assert set(random_weights.norm_centres(random_weights.meta_model(qwen)).values()) == {1.0}
+
+
+def test_random_gemma_norm_weights_sit_near_zero(tmp_path: Path) -> None:
+    architecture = json.loads(json.dumps(get_recipe("gemma-3-1b").architecture))
+    architecture.update(
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=32,
+        vocab_size=512,
+    )
+    recipe = Recipe(
+        name="g", hub_id="google/gemma-3-1b-it", family="gemma3", architecture=architecture
+    )
+    out = random_weights.build(recipe, tmp_path / "rw", seed=0)
+    with CheckpointReader(out) as reader:
+        norm = reader.get("model.layers.0.input_layernorm.weight").float()
+    assert abs(norm.mean()) < 0.05 and 0.05 < norm.std() < 0.15

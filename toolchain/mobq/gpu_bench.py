@@ -419,21 +419,24 @@ def random_checkpoint(
     from transformers import AutoConfig
 
     from mobq.checkpoint import CheckpointWriter
-    from mobq.random_weights import INIT_STD, parameter_shapes
+    from mobq.random_weights import INIT_STD, meta_model, norm_centres, parameter_shapes
     from mobq.recipes import get_recipe
     from mobq.untie import copy_side_files
 
     require_cuda()
     recipe = get_recipe(recipe_name)
     architecture = {**recipe.architecture, "dtype": "bfloat16"}
-    shapes = parameter_shapes(AutoConfig.for_model(**architecture))
+    config = AutoConfig.for_model(**architecture)
+    model = meta_model(config)
+    shapes, centres = parameter_shapes(config, model), norm_centres(model)
     generator = torch.Generator(device="cuda").manual_seed(seed)
     with fsutil.atomic_path(Path(out_dir), is_dir=True) as tmp:
         (tmp / "config.json").write_text(json.dumps(architecture, indent=2))
         writer = CheckpointWriter(tmp)
         with progress.task(f"random bf16 weights for {recipe.name}", total=len(shapes)) as advance:
             for name, shape in shapes.items():
-                writer.add(name, _random_on_gpu(name, shape, generator, INIT_STD).cpu())
+                centre = centres.get(name, 1.0)
+                writer.add(name, _random_on_gpu(name, shape, generator, INIT_STD, centre).cpu())
                 advance(1)
         writer.close()
         if tokenizer_dir is None:  # the synthetic ChatML tokenizer: its ids fit any vocab
@@ -445,14 +448,16 @@ def random_checkpoint(
     return Path(out_dir)
 
 
-def _random_on_gpu(name: str, shape: tuple[int, ...], generator: Any, std: float) -> Any:
+def _random_on_gpu(
+    name: str, shape: tuple[int, ...], generator: Any, std: float, centre: float
+) -> Any:
     import torch
 
-    if len(shape) == 1:  # norms near one, biases zero, as random_weights does on the CPU
+    if len(shape) == 1:  # norms near their init, biases zero, as random_weights does on the CPU
         if name.endswith("bias"):
             return torch.zeros(shape, dtype=torch.bfloat16, device="cuda")
         noise = torch.randn(shape, generator=generator, device="cuda", dtype=torch.bfloat16)
-        return 1.0 + 0.1 * noise
+        return centre + 0.1 * noise
     return torch.randn(shape, generator=generator, device="cuda", dtype=torch.bfloat16) * std
 
 
