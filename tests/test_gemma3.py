@@ -252,7 +252,9 @@ def test_multimodal_export_agrees_with_transformers(gemma_multimodal, scheme: st
     assert verification["runner_tokens"] > 0  # ExecuTorch's stock MultimodalRunner generated
     image = manifest.image
     assert image is not None and image["size"] == tinylm.TINY_VISION["image_size"]
-    assert image["tokens_per_image"] == 4 and image["mean"] == [0.5, 0.5, 0.5]
+    # 16 patches average-pooled to 4 soft tokens: the projector's pooling is in the program
+    assert image["tokens_per_image"] == tinylm.TINY_IMAGE_TOKENS == 4
+    assert image["mean"] == [0.5, 0.5, 0.5]
     program = runtime.load_program(out / "model.pte")
     assert {"vision_encoder", "token_embedding", "text_decoder"} <= set(program.method_names)
     if scheme == "8da4w":  # the card's recipe: the vision tower too, position embedding int8

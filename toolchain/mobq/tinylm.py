@@ -133,13 +133,16 @@ class TinySpec:
     tie_word_embeddings: bool | None = None  # None: as the real architecture
 
 
-# A SigLIP tower of toy size for multimodal architectures: 28x28 pixels in 14x14 patches.
+# A SigLIP tower of toy size for multimodal architectures: 56x56 pixels in 14x14 patches, a 4x4
+# grid that the projector average-pools to TINY_IMAGE_TOKENS soft tokens (2x2), as the full
+# model pools its 64x64 patches to 256.
+TINY_IMAGE_TOKENS = 4
 TINY_VISION = {
     "hidden_size": 32,
     "intermediate_size": 64,
     "num_hidden_layers": 1,
     "num_attention_heads": 2,
-    "image_size": 28,
+    "image_size": 56,
     "patch_size": 14,
 }
 
@@ -171,13 +174,12 @@ def _tiny_multimodal_config(
     """Shrink the nested text decoder like a plain one, the vision tower to TINY_VISION.
 
     Image token ids move to the top of the toy vocabulary (the real ones lie past it), and
-    the image becomes as many soft tokens as the toy tower has patches.
+    the image becomes TINY_IMAGE_TOKENS soft tokens, pooled from the tower's patches.
     """
     config = dict(architecture)
     config["text_config"] = tiny_config(architecture["text_config"], spec, vocab_size)
     config["vision_config"] = {**architecture.get("vision_config", {}), **TINY_VISION}
-    patches = TINY_VISION["image_size"] // TINY_VISION["patch_size"]
-    config["mm_tokens_per_image"] = patches * patches
+    config["mm_tokens_per_image"] = TINY_IMAGE_TOKENS
     for offset, key in enumerate(("image_token_index", "boi_token_index", "eoi_token_index")):
         if key in config:
             config[key] = vocab_size - 1 - offset
