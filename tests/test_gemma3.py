@@ -134,6 +134,40 @@ def test_text_decoder_of_the_multimodal_checkpoint_is_the_same_model(
     assert torch.allclose(expected, got, atol=1e-5)
 
 
+def test_text_decoder_attends_within_an_image_as_transformers_does(
+    tiny_gemma_multimodal: Path,
+) -> None:
+    """Chunk by chunk, as the runner feeds it: the image after <start_of_image> is one block."""
+    from mobq.export_mm import TokenEmbedding, VisionEncoder, load_model, text_decoder
+    from mobq.vision import image_spec, preprocess, synthetic_image
+
+    model = load_model(tiny_gemma_multimodal)
+    spec = image_spec(tiny_gemma_multimodal, model.config)
+    pixels = preprocess(synthetic_image(), spec)
+    before, after = [2, 10, 11, spec.boi_token_id], [spec.eoi_token_id, 12, 13]
+    ids = torch.tensor([[*before, *[spec.image_token_id] * spec.tokens_per_image, *after]])
+    decoder = text_decoder(model, spec, CTX)
+    embed = TokenEmbedding(model)
+    with torch.no_grad():
+        types = (ids == spec.image_token_id).long()
+        bidirectional = model(input_ids=ids, pixel_values=pixels, token_type_ids=types).logits
+        causal = model(input_ids=ids, pixel_values=pixels).logits
+        flags, position = [], 0
+        for chunk in (embed(torch.tensor([before])), VisionEncoder(model)(pixels)):
+            decoder(chunk, torch.tensor([position]))
+            flags.append(bool(decoder.image_follows))
+            position += chunk.shape[1]
+        got = decoder(embed(torch.tensor([after])), torch.tensor([position]))[0]
+    assert flags == [True, False]  # set by <start_of_image>, cleared by the image itself
+    assert sqnr_db(bidirectional[0, -1], got) > 100
+    assert sqnr_db(causal[0, -1], got) < sqnr_db(bidirectional[0, -1], got) - 20
+    with torch.no_grad():  # a new conversation (position 0) never starts as an image
+        decoder(embed(torch.tensor([before])), torch.tensor([0]))
+    assert bool(decoder.image_follows)
+    assert decoder._image_block(torch.tensor(0), 4).lt(0).all()
+    assert decoder._image_block(torch.tensor(4), 4).ge(0).sum() == 4
+
+
 def test_a_checkpoint_without_text_decoder_tensors_is_named(tmp_path: Path) -> None:
     from mobq.errors import CheckpointError
 
@@ -249,6 +283,11 @@ def test_multimodal_export_agrees_with_transformers(gemma_multimodal, scheme: st
     assert verification["passed"] and verification["sqnr_db_min"] >= gate
     assert verification["image_encoder_sqnr_db"] >= gate
     assert verification["first_logits_sqnr_db"] >= gate and verification["top1_agreement"] == 1.0
+    # the program attends within the image, as transformers does with token_type_ids
+    assert verification["image_attention"] == "bidirectional"
+    if scheme == "fp32":  # tight enough to tell the two attentions apart
+        causal = verification["first_logits_sqnr_db_vs_causal_image_attention"]
+        assert verification["first_logits_sqnr_db"] > causal + 10
     assert verification["runner_tokens"] > 0  # ExecuTorch's stock MultimodalRunner generated
     image = manifest.image
     assert image is not None and image["size"] == tinylm.TINY_VISION["image_size"]

@@ -185,7 +185,7 @@ def measure(export_dir: Path, config: BenchConfig) -> dict[str, Any]:
     image_ms: list[float] = []
     if manifest.image is not None:  # a VLM: the prompt is text + one picture + nothing after
         image_ms = image_encode_ms(pte, manifest, config.warmup, config.reps)
-        prompt = _multimodal_prompt(manifest, prompt)
+        prompt = _multimodal_prompt(manifest, prompt, tokenizer_json)
     started = time.perf_counter()
     make_runner = multimodal_runner if manifest.image is not None else text_runner
     runner = make_runner(pte, tokenizer_json)
@@ -229,11 +229,14 @@ def image_encode_ms(pte: Path, manifest: Manifest, warmup: int, reps: int) -> li
     return times[warmup:]
 
 
-def _multimodal_prompt(manifest: Manifest, text: str) -> list[Any]:
-    from mobq.vision import ImageSpec, preprocess, synthetic_image
+def _multimodal_prompt(manifest: Manifest, text: str, tokenizer_json: Path) -> list[Any]:
+    """The text, <start_of_image> where the tokenizer spells it (one more token), the picture."""
+    from mobq.vision import ImageSpec, preprocess, spelled_token, synthetic_image
 
     runners = runner_api()
-    pixels = preprocess(synthetic_image(), ImageSpec(**manifest.image))  # type: ignore[arg-type]
+    spec = ImageSpec(**manifest.image)  # type: ignore[arg-type]
+    pixels = preprocess(synthetic_image(), spec)
+    text += spelled_token(tokenizer_json, spec.boi_token_id) or ""
     return [runners.make_text_input(text), runners.make_image_input(pixels[0])]
 
 

@@ -44,19 +44,25 @@ def _static_cache_decoder_class() -> type[torch.nn.Module]:
     return StaticCacheDecoder
 
 
+def set_cache_offset(wrapper: Any, input_pos: torch.Tensor) -> None:
+    """Point every static cache layer's write offset at the [1] start position."""
+    for layer in wrapper.static_cache.layers:
+        layer.cumulative_length.copy_(input_pos[0])
+
+
 def static_cache_step(
-    wrapper: Any, input_pos: torch.Tensor, **inputs: torch.Tensor
+    wrapper: Any, input_pos: torch.Tensor, attention_mask: Any = None, **inputs: torch.Tensor
 ) -> torch.Tensor:
     """One step of a TorchExportableModuleWithStaticCache: the last position's logits.
 
     The cache's write offset is set from the [1] start position, so one program serves any
-    number of generations; `inputs` is input_ids (text) or inputs_embeds (multimodal).
+    number of generations; `inputs` is input_ids (text) or inputs_embeds (multimodal);
+    `attention_mask` is None (causal) or masks already built per layer type.
     """
-    for layer in wrapper.static_cache.layers:
-        layer.cumulative_length.copy_(input_pos[0])
+    set_cache_offset(wrapper, input_pos)
     out = wrapper.model(
         **inputs,
-        attention_mask=None,
+        attention_mask=attention_mask,
         past_key_values=wrapper.static_cache,
         use_cache=True,
         logits_to_keep=1,

@@ -106,7 +106,7 @@ def image_prompt(
     """[text, image, text] for the MultimodalRunner, laid out as the model's processor does:
     the picture comes first in the user's turn, between <start_of_image> and <end_of_image>
     (each set off by a blank line, as Gemma-3's processor writes them)."""
-    from mobq.vision import ImageSpec, load_image, preprocess
+    from mobq.vision import ImageSpec, load_image, preprocess, spelled_token
 
     runners = runner_api()
     if manifest.image is None:
@@ -115,7 +115,10 @@ def image_prompt(
     before, _, after = build_prompt(manifest, IMAGE_SLOT + message, raw=raw, think=think).partition(
         IMAGE_SLOT
     )
-    boi, eoi = _token_text(tokenizer, spec.boi_token_id), _token_text(tokenizer, spec.eoi_token_id)
+    boi, eoi = (
+        spelled_token(tokenizer, spec.boi_token_id),
+        spelled_token(tokenizer, spec.eoi_token_id),
+    )
     before += f"\n\n{boi}" if boi else ""
     after = (f"{eoi}\n\n" if eoi else "") + after
     pixels = preprocess(load_image(Path(image)), spec)
@@ -124,14 +127,6 @@ def image_prompt(
         runners.make_image_input(pixels[0]),
         runners.make_text_input(after),
     ]
-
-
-def _token_text(tokenizer_json: Path, token_id: int | None) -> str | None:
-    if token_id is None:
-        return None
-    from tokenizers import Tokenizer
-
-    return Tokenizer.from_file(str(tokenizer_json)).id_to_token(token_id)
 
 
 class _StreamSink:

@@ -5,8 +5,10 @@ The eager model it came from and the .pte see the same picture (a synthetic one,
 compared with the model's image features, then a prompt of text, <start_of_image>, the image's
 soft tokens, <end_of_image> and text is prefilled chunk by chunk as ExecuTorch's
 MultimodalRunner does, and a few tokens decoded; every step's logits are compared. The runner
-itself then generates from text + image. Attention is causal in the program; the SQNR against
-transformers with its bidirectional image attention (token_type_ids) is reported beside.
+itself then generates from text + image. Where the model marks images with <start_of_image>,
+the program attends bidirectionally within an image, so the reference is transformers with its
+token_type_ids mask; the SQNR against a causal reference is reported beside, to show what the
+image attention changes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch
 from mobq import progress, verify
 from mobq.runtime import capture_runner_output, load_program, quiet_native_logs, runner_api
 from mobq.verify import VerifyResult, sqnr_db
-from mobq.vision import ImageSpec, preprocess, synthetic_image
+from mobq.vision import ImageSpec, preprocess, spelled_token, synthetic_image
 
 TEXT_BEFORE = "Describe the picture in one sentence."
 TEXT_AFTER = "It shows"
@@ -84,11 +86,13 @@ def run(
         decoder = program.load_method("text_decoder")
         got = _program_logits(embed, decoder, before, image, after, decode)
     image_sqnr = sqnr_db(ref["features"], image)
-    steps = [sqnr_db(ref["causal"][first + i], logits) for i, logits in enumerate(got)]
-    top1 = [bool(ref["causal"][first + i].argmax() == g.argmax()) for i, g in enumerate(got)]
-    bidirectional = sqnr_db(ref["bidirectional"][first], got[0])
+    attention, other_attention = _image_attentions(spec)
+    expected, other = ref[attention], ref[other_attention]
+    steps = [sqnr_db(expected[first + i], logits) for i, logits in enumerate(got)]
+    top1 = [bool(expected[first + i].argmax() == g.argmax()) for i, g in enumerate(got)]
+    other_sqnr = sqnr_db(other[first], got[0])
     del program, embed, decoder
-    runner_tokens, runner_text = runner_smoke_test(pte, runner_tokenizer, pixels)
+    runner_tokens, runner_text = runner_smoke_test(pte, runner_tokenizer, pixels, spec)
     values = [image_sqnr, *steps]
     finite = [v for v in values if math.isfinite(v)] or [200.0]
     result = VerifyResult(
@@ -106,9 +110,20 @@ def run(
     extra = {
         "image_encoder_sqnr_db": _rounded(image_sqnr),
         "first_logits_sqnr_db": _rounded(steps[0]),
-        "first_logits_sqnr_db_vs_bidirectional_image_attention": _rounded(bidirectional),
+        "image_attention": attention,
+        f"first_logits_sqnr_db_vs_{other_attention}_image_attention": _rounded(other_sqnr),
     }
     return result, extra
+
+
+def _bidirectional(spec: ImageSpec) -> bool:
+    """The export attends within an image wherever <start_of_image> announces it."""
+    return spec.boi_token_id is not None
+
+
+def _image_attentions(spec: ImageSpec) -> tuple[str, str]:
+    """(the program's image attention, the other one): the keys of `_reference`'s logits."""
+    return ("bidirectional", "causal") if _bidirectional(spec) else ("causal", "bidirectional")
 
 
 def _rounded(value: float) -> float:
@@ -134,13 +149,17 @@ def _program_logits(
 
 
 def runner_smoke_test(
-    pte: Path, tokenizer_json: Path, pixels: torch.Tensor, max_new_tokens: int = 8
+    pte: Path, tokenizer_json: Path, pixels: torch.Tensor, spec: ImageSpec, max_new_tokens: int = 8
 ) -> tuple[int, str]:
     """Generate from text + image with ExecuTorch's stock MultimodalRunner."""
     from mobq.runtime import multimodal_runner
 
     runners = runner_api()
-    runner, inputs = multimodal_runner(pte, tokenizer_json), _runner_inputs(pixels)
+    boi = spelled_token(tokenizer_json, spec.boi_token_id)
+    eoi = spelled_token(tokenizer_json, spec.eoi_token_id)
+    before, after = TEXT_BEFORE + (f"\n\n{boi}" if boi else ""), (f"{eoi}\n\n" if eoi else "")
+    runner = multimodal_runner(pte, tokenizer_json)
+    inputs = _runner_inputs(pixels, before, after + TEXT_AFTER)
     stats: list[Any] = []
     config = runners.GenerationConfig(max_new_tokens=max_new_tokens, temperature=0.0, echo=False)
     with capture_runner_output() as output:

@@ -57,6 +57,23 @@ def image_spec(model_dir: Path, config: Any) -> ImageSpec:
     )
 
 
+def spelled_token(tokenizer_json: Path, token_id: int | None) -> str | None:
+    """The text that the tokenizer turns into exactly this one token, if there is one.
+
+    Real Gemma-3 tokenizers spell <start_of_image> so; a toy vocabulary's id may be a
+    subword that does not round-trip, and then the runner's prompt leaves it out.
+    """
+    from tokenizers import Tokenizer
+
+    if token_id is None:
+        return None
+    tokenizer = Tokenizer.from_file(str(tokenizer_json))
+    text = tokenizer.id_to_token(token_id)
+    if text is None or tokenizer.encode(text, add_special_tokens=False).ids != [token_id]:
+        return None
+    return text
+
+
 def _read_preprocessor(directory: Path) -> dict[str, Any]:
     path = directory / "preprocessor_config.json"
     if not path.is_file():
