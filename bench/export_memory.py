@@ -137,6 +137,8 @@ class TreeSampler(threading.Thread):
 
 
 def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    from mobq import hostinfo
+
     out = workdir / "out"
     env = {**os.environ, "MOBQ_CACHE": str(args.cache or workdir / "cache"), "COLUMNS": "200"}
     command = [sys.executable, str(Path(__file__).resolve()), "--child", args.model]
@@ -153,12 +155,15 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     sampler.stop.set()
     sampler.join()
     code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        raise SystemExit(f"the export failed (exit {code}); its output is above")
-    manifest = json.loads((out / "manifest.json").read_text())
+    # A failed export (e.g. verification below its gate) writes no manifest; what was measured
+    # from outside is still worth keeping.
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if code == 0 else {"stages": []}
+    pte = out / "model.pte"
     return {
         "model": args.model,
-        "layers": args.layers or manifest["model"]["params"]["n_layers"],
+        "exit_code": code,
+        "layers": args.layers or manifest.get("model", {}).get("params", {}).get("n_layers"),
         "ctx": args.ctx,
         "scheme": args.scheme,
         "wall_s": round(wall, 1),
@@ -171,10 +176,10 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             {k: s.get(k) for k in ("name", "seconds", "peak_rss_mb", "cached")}
             for s in manifest["stages"]
         ],
-        "pte_bytes": (out / "model.pte").stat().st_size,
+        "pte_bytes": pte.stat().st_size if pte.exists() else None,
         "load_avg_before": [round(x, 2) for x in load_before],
         "load_avg_after": [round(x, 2) for x in os.getloadavg()],
-        "host": manifest.get("host"),
+        "host": manifest.get("host") or hostinfo.host(),
         "versions": manifest.get("versions"),
     }
 
@@ -198,7 +203,7 @@ def show(result: dict[str, Any]) -> None:
     console.print(
         f"cpu {host.get('cpu')} ({host.get('cores')} cores), load {result['load_avg_before']} -> "
         f"{result['load_avg_after']}, child ru_maxrss {result['child_maxrss_mb']:.0f} MB, "
-        f"user CPU {result['cpu_user_s']:.0f} s, .pte {result['pte_bytes'] / 1e6:.1f} MB, "
+        f"user CPU {result['cpu_user_s']:.0f} s, .pte {(result['pte_bytes'] or 0) / 1e6:.1f} MB, "
         f"tree RSS summed {result['tree_peak_rss_sum_mb']:.0f} MB over "
         f"{len(result['processes'])} distinct command lines"
     )
@@ -214,6 +219,8 @@ def main(argv: list[str]) -> None:
     show(result)
     if args.json_out:
         args.json_out.write_text(json.dumps(result, indent=2))
+    if result["exit_code"] != 0:
+        raise SystemExit(f"the export failed (exit {result['exit_code']}); its output is above")
 
 
 if __name__ == "__main__":
