@@ -54,6 +54,7 @@ def export_in_child(
         "methods": methods,
         "rich": isinstance(progress.reporter(), progress.RichReporter),
         "debug": runtime.debugging(),
+        "parent_pid": os.getpid(),
     }
     with tempfile.TemporaryDirectory(prefix="mobq-export-") as scratch:
         result_file = Path(scratch) / "result.json"
@@ -95,8 +96,12 @@ def _call(
     return run(model_dir, pte, options, methods)
 
 
-def _die_with_parent() -> None:
-    """Linux: the kernel sends SIGKILL to this process when its parent dies."""
+def _die_with_parent(parent_pid: int | None) -> None:
+    """Linux: the kernel sends SIGKILL to this process when its parent dies.
+
+    A parent killed while this interpreter was still starting died before the request was
+    made, so the child checks that its parent is still the one that started it.
+    """
     if not sys.platform.startswith("linux"):
         return
     try:
@@ -107,13 +112,15 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
     except OSError:
         pass
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)
 
 
 def _child_main(argv: list[str]) -> int:
-    _die_with_parent()
+    request = json.loads(argv[0])
+    _die_with_parent(request.get("parent_pid"))
     # Ctrl-C reaches the whole process group: the parent reports it, the child just stops.
     signal.signal(signal.SIGINT, lambda *_: os._exit(130))
-    request = json.loads(argv[0])
     result_file = Path(argv[1])
     if request.get("rich"):
         progress.set_reporter(progress.RichReporter())
