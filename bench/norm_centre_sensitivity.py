@@ -71,8 +71,12 @@ def main() -> None:
 
     from transformers import AutoModelForCausalLM
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    config = text_config(args.recipe, args.layers)
+    from mobq.errors import MobqError
+
+    try:
+        config = text_config(args.recipe, args.layers)
+    except MobqError as exc:
+        raise SystemExit(f"Error: {exc}") from None
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
     derived = random_weights.norm_centres(model)
     variants = {

@@ -51,15 +51,22 @@ def set_cache_offset(wrapper: Any, input_pos: torch.Tensor) -> None:
 
 
 def static_cache_step(
-    wrapper: Any, input_pos: torch.Tensor, attention_mask: Any = None, **inputs: torch.Tensor
+    wrapper: Any, input_pos: torch.Tensor, **inputs: torch.Tensor
 ) -> torch.Tensor:
     """One step of a TorchExportableModuleWithStaticCache: the last position's logits.
 
     The cache's write offset is set from the [1] start position, so one program serves any
-    number of generations; `inputs` is input_ids (text) or inputs_embeds (multimodal);
-    `attention_mask` is None (causal) or masks already built per layer type.
+    number of generations; `inputs` is input_ids (text) or inputs_embeds (multimodal).
     """
     set_cache_offset(wrapper, input_pos)
+    return cached_logits(wrapper, None, **inputs)
+
+
+def cached_logits(wrapper: Any, attention_mask: Any, **inputs: torch.Tensor) -> torch.Tensor:
+    """The last position's logits, the cache offset already set (`set_cache_offset`).
+
+    `attention_mask` is None (causal) or masks already built per layer type.
+    """
     out = wrapper.model(
         **inputs,
         attention_mask=attention_mask,

@@ -18,7 +18,12 @@ import torch
 from mobq import fsutil, progress
 from mobq.errors import CheckpointError, StageError
 from mobq.export import ExportOptions, ExportResult, constant_methods, use_packaged_flatc
-from mobq.export_hf import prepare_for_tracing, set_cache_offset, static_cache_step
+from mobq.export_hf import (
+    cached_logits,
+    prepare_for_tracing,
+    set_cache_offset,
+    static_cache_step,
+)
 from mobq.families import family_for_config
 from mobq.source import load_config
 from mobq.vision import ImageSpec, image_spec
@@ -83,7 +88,7 @@ def _text_decoder_class() -> type[torch.nn.Module]:
                 past_key_values=self.static_cache,
                 block_sequence_ids=self._image_block(input_pos[0], embeddings.shape[1]),
             )
-            logits = static_cache_step(self, input_pos, masks, inputs_embeds=embeddings)
+            logits = cached_logits(self, masks, inputs_embeds=embeddings)
             self.image_follows.copy_(self._is_image_start(embeddings[0, -1]).reshape(1))
             return logits
 
