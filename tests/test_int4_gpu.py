@@ -28,8 +28,10 @@ def _scale_and_zero(scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
 
 
 def test_layout_is_discovered_and_unpacks_exactly() -> None:
+    # The CPU kernel's block of rows depends on the ISA (64 with AVX-512, 32 with AVX2 only):
+    # what discovery promises is a layout that gives the packed values back exactly.
     layout = int4_gpu.discover_layout(256, "cpu")
-    assert layout is not None and layout.rows == 64  # the CPU kernel's block of rows
+    assert layout is not None and layout.rows > 0 and 192 % layout.rows == 0
     values, _, _ = _quantized(192, 256)
     unpacked = int4_gpu.unpack_tinygemm(int4_gpu.tinygemm_pack(values), layout)
     assert torch.equal(unpacked, values.to(torch.uint8))
