@@ -138,7 +138,7 @@ def test_text_decoder_attends_within_an_image_as_transformers_does(
     tiny_gemma_multimodal: Path,
 ) -> None:
     """Chunk by chunk, as the runner feeds it: the image after <start_of_image> is one block."""
-    from mobq.export_mm import TokenEmbedding, VisionEncoder, load_model, text_decoder
+    from mobq.pte.multimodal import TokenEmbedding, VisionEncoder, load_model, text_decoder
     from mobq.vision import image_spec, preprocess, synthetic_image
 
     model = load_model(tiny_gemma_multimodal)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mobq import isolate
 from mobq.errors import CheckpointError, StageError
-from mobq.export import ExportOptions
+from mobq.pte import isolate
+from mobq.pte.lowering import ExportOptions
 
 
 def test_a_mobq_error_in_the_child_is_raised_again_with_its_line() -> None:

@@ -4,7 +4,7 @@ A family says which Hugging Face architectures it covers and which exporter lowe
 - `llama`: ExecuTorch's llama Transformer. The family gives how checkpoint keys map to its
   layout (one templated table, `{L}` standing for the layer index) and how `ModelArgs` derive
   from the model's own config.json.
-- `hf`: transformers' own decoder module with a static KV cache (`export_hf`), for families
+- `hf`: transformers' own decoder module with a static KV cache (`mobq.pte.hf`), for families
   whose blocks the llama Transformer cannot express; no key map, the weights stay as saved.
 Adding a model of a supported family is a recipe file; adding a family is one entry here.
 """
@@ -75,7 +75,7 @@ class Family:
     lm_head_key: str = "lm_head.weight"
     # Why mobq cannot export this family yet (None: it can).
     blocked: str | None = None
-    exporter: str = "llama"  # "llama" (ExecuTorch's llama Transformer) or "hf" (export_hf)
+    exporter: str = "llama"  # "llama" (ExecuTorch's llama Transformer) or "hf" (mobq.pte.hf)
     # Multimodal checkpoints: the text decoder's key prefixes -> a *ForCausalLM's, and that
     # class. A text-only export keeps these tensors and drops the vision tower and projector.
     text_decoder_prefixes: Mapping[str, str] = field(default_factory=dict)

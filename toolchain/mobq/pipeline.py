@@ -18,13 +18,10 @@ from mobq import (
     cache,
     fsutil,
     hostinfo,
-    isolate,
     metadata,
     progress,
-    verify_multimodal,
 )
 from mobq import convert as convert_stage
-from mobq import export as export_stage
 from mobq import quantize as quantize_stage
 from mobq import untie as untie_stage
 from mobq import verify as verify_stage
@@ -38,6 +35,9 @@ from mobq.manifest import (
     StageRecord,
     file_entry,
 )
+from mobq.pte import isolate, verify_multimodal
+from mobq.pte import llama as llama_builder
+from mobq.pte.lowering import ExportOptions
 from mobq.schemes import QuantOptions, check_scheme_name
 from mobq.source import TOKENIZER_FILES, Source, load_config, resolve
 from mobq.vision import image_spec
@@ -205,7 +205,7 @@ class ExportPlan:
     family: Any
     settings: Settings
     options: QuantOptions
-    export_options: export_stage.ExportOptions
+    export_options: ExportOptions
     out: Path
     tokenizer_dir: Path
     runtime_md: metadata.RuntimeMetadata
@@ -248,9 +248,9 @@ def plan_export(request: ExportRequest) -> ExportPlan:
         exported = config if multimodal else untie_stage.exported_config(config, family)
         modules = quantize_stage.quantizable_modules(exported)
         quantize_stage.make_plan(modules, scheme, options, settings.overrides)
-    export_options = export_stage.ExportOptions(ctx=settings.ctx, max_seq_len=request.max_seq_len)
+    export_options = ExportOptions(ctx=settings.ctx, max_seq_len=request.max_seq_len)
     # Family limits on ctx (e.g. LongRoPE's switch point) fail here, not after quantizing.
-    export_stage.check_longrope_ctx(convert_stage.derive_params(config, family), export_options)
+    llama_builder.check_longrope_ctx(convert_stage.derive_params(config, family), export_options)
     use_given = request.tokenizer and not request.random_weights
     tokenizer_dir = Path(request.tokenizer) if use_given else source.path
     runtime_md = metadata.derive(source.path, tokenizer_dir, config)
@@ -279,7 +279,7 @@ def _stage_keys(
     family: Any,
     settings: Settings,
     options: QuantOptions,
-    export_options: export_stage.ExportOptions,
+    export_options: ExportOptions,
     runtime_md: metadata.RuntimeMetadata,
     request: ExportRequest,
     multimodal: bool = False,
@@ -462,7 +462,7 @@ def _export_and_verify(
     exporter: str,
     converted_dir: Path,
     out: Path,
-    options: export_stage.ExportOptions,
+    options: ExportOptions,
     methods: dict[str, Any],
     reference_dir: Path,
     tokenizer_dir: Path,
@@ -537,7 +537,7 @@ def _assemble(
     config: Any,
     family: str,
     settings: Settings,
-    options: export_stage.ExportOptions,
+    options: ExportOptions,
     runtime_md: metadata.RuntimeMetadata,
     quant_result: dict[str, Any] | None,
     params: dict[str, Any],

@@ -1,4 +1,4 @@
-"""Stage `export` for `hf` families: transformers' own decoder with a static KV cache -> .pte.
+"""The `hf` builder: transformers' own decoder with a static KV cache -> .pte.
 
 Families whose blocks ExecuTorch's llama Transformer cannot express (Gemma-3: four norms per
 layer, GELU-tanh, scaled embeddings, sliding and global layers with two rope bases) are
@@ -19,8 +19,9 @@ import torch
 
 from mobq import progress
 from mobq.errors import CheckpointError
-from mobq.export import ExportOptions, ExportResult, constant_methods, lower_to_pte
 from mobq.families import family_for_config
+from mobq.pte.lowering import ExportOptions, Method, Program, runner_constants, token_dim
+from mobq.pte.static_cache import prepare_for_tracing, static_cache_step
 from mobq.source import load_config
 
 
@@ -31,7 +32,7 @@ def _static_cache_decoder_class() -> type[torch.nn.Module]:
         """transformers' exportable static-cache wrapper, called as ExecuTorch's runner calls.
 
         `attn_options["input_pos"]` is the [1] start position (the llama Transformer's calling
-        convention, which the shared lowering traces); the cache's write offset is set from
+        convention); the cache's write offset is set from
         it, so one program serves any number of generations. Only the last position's logits
         are computed (the runner samples from them), as the llama exports do.
         """
@@ -42,53 +43,6 @@ def _static_cache_decoder_class() -> type[torch.nn.Module]:
             return static_cache_step(self, attn_options["input_pos"], input_ids=tokens)
 
     return StaticCacheDecoder
-
-
-def set_cache_offset(wrapper: Any, input_pos: torch.Tensor) -> None:
-    """Point every static cache layer's write offset at the [1] start position."""
-    for layer in wrapper.static_cache.layers:
-        layer.cumulative_length.copy_(input_pos[0])
-
-
-def static_cache_step(
-    wrapper: Any, input_pos: torch.Tensor, **inputs: torch.Tensor
-) -> torch.Tensor:
-    """One step of a TorchExportableModuleWithStaticCache: the last position's logits.
-
-    The cache's write offset is set from the [1] start position, so one program serves any
-    number of generations; `inputs` is input_ids (text) or inputs_embeds (multimodal).
-    """
-    set_cache_offset(wrapper, input_pos)
-    return cached_logits(wrapper, None, **inputs)
-
-
-def cached_logits(wrapper: Any, attention_mask: Any, **inputs: torch.Tensor) -> torch.Tensor:
-    """The last position's logits, the cache offset already set (`set_cache_offset`).
-
-    `attention_mask` is None (causal) or masks already built per layer type.
-    """
-    out = wrapper.model(
-        **inputs,
-        attention_mask=attention_mask,
-        past_key_values=wrapper.static_cache,
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    return out.logits[:, -1, :]
-
-
-def prepare_for_tracing(model: Any) -> Any:
-    """No gradients, no padding_idx, a static cache in the generation config."""
-    for param in model.parameters():
-        param.requires_grad_(False)
-    for module in model.modules():
-        # padding_idx only shapes gradients, but it changes the traced aten.embedding call
-        # and so hides the int8 embedding from ExecuTorch's quantized-embedding fusion.
-        if isinstance(module, torch.nn.Embedding):
-            module.padding_idx = None
-    model.generation_config.use_cache = True
-    model.generation_config.cache_implementation = "static"
-    return model
 
 
 def load_decoder(model_dir: Path, options: ExportOptions) -> torch.nn.Module:
@@ -108,14 +62,20 @@ def params_of(model_dir: Path) -> dict[str, Any]:
     return family_for_config(config, f"{model_dir}/config.json").model_args(config)
 
 
-def run(
-    model_dir: Path, pte_path: Path, options: ExportOptions, runtime_methods: dict[str, Any]
-) -> ExportResult:
+def build(model_dir: Path, options: ExportOptions, runtime_methods: dict[str, Any]) -> Program:
+    """`forward(tokens [1, n], {"input_pos": [1]})`, as the llama programs are called."""
     params = params_of(Path(model_dir))
-    methods = {
-        **constant_methods(params, options, runtime_methods),
+    constants = {
+        **runner_constants(params, options, runtime_methods),
         "use_sdpa_with_kv_cache": False,  # transformers' attention, decomposed for XNNPACK
     }
     with progress.task("loading the transformers model with a static KV cache"):
         decoder = load_decoder(Path(model_dir), options)
-    return lower_to_pte(decoder, Path(pte_path), options, methods)
+    tokens, start = torch.tensor([[2, 3, 4]], dtype=torch.long), torch.tensor([0])
+    forward = Method(
+        decoder,
+        (tokens, {"input_pos": start}),
+        dynamic_shapes=({1: token_dim(options)}, {"input_pos": {0: 1}}),
+        strict=True,
+    )
+    return Program({"forward": forward}, constants)

@@ -1,9 +1,9 @@
-"""Stage `export` for multimodal checkpoints: one .pte with the three methods of a VLM.
+"""The multimodal builder: one .pte with the three methods of a VLM.
 
 ExecuTorch's MultimodalRunner calls them by name: `vision_encoder` (pixels -> the projector's
 image embeddings), `token_embedding` (token ids -> embeddings, Gemma's sqrt(hidden) scale
 included) and `text_decoder` (embeddings + start position -> last logits, with the static KV
-cache of `export_hf`). The runner embeds text and images in prompt order and feeds each chunk
+cache of the `hf` builder). The runner embeds text and images in prompt order and feeds each chunk
 to the decoder. Attention is causal, except within an image: Gemma-3 lets one image's soft
 tokens attend to each other, and `text_decoder` finds image chunks itself (see TextDecoder).
 """
@@ -15,16 +15,16 @@ from typing import Any
 
 import torch
 
-from mobq import fsutil, progress
-from mobq.errors import CheckpointError, StageError
-from mobq.export import ExportOptions, ExportResult, constant_methods, use_packaged_flatc
-from mobq.export_hf import (
+from mobq import progress
+from mobq.errors import CheckpointError
+from mobq.families import family_for_config
+from mobq.pte.lowering import ExportOptions, Method, Program, runner_constants, token_dim
+from mobq.pte.static_cache import (
     cached_logits,
     prepare_for_tracing,
     set_cache_offset,
     static_cache_step,
 )
-from mobq.families import family_for_config
 from mobq.source import load_config
 from mobq.vision import ImageSpec, image_spec
 
@@ -140,22 +140,21 @@ def load_model(model_dir: Path) -> Any:
     return prepare_for_tracing(model).eval()
 
 
-def exported_methods(model: Any, spec: ImageSpec, options: ExportOptions) -> dict[str, Any]:
-    """torch.export of the three methods; prefill chunks are dynamic up to the chunk size."""
+def methods(model: Any, spec: ImageSpec, options: ExportOptions) -> dict[str, Method]:
+    """The three methods; prefill chunks are dynamic up to the chunk size."""
     hidden = model.config.text_config.hidden_size
-    chunk = torch.export.Dim("token_dim", max=options.seq_len - 1)
+    chunk = token_dim(options)
     pixels = torch.zeros(1, 3, spec.size, spec.size)
-    decoder = text_decoder(model, spec, options.ctx)
     return {
-        "vision_encoder": torch.export.export(VisionEncoder(model), (pixels,), strict=True),
-        "token_embedding": torch.export.export(
+        "vision_encoder": Method(VisionEncoder(model), (pixels,), strict=True),
+        "token_embedding": Method(
             TokenEmbedding(model),
             (torch.tensor([[2, 3, 4]]),),
             dynamic_shapes=({1: chunk},),
             strict=True,
         ),
-        "text_decoder": torch.export.export(
-            decoder,
+        "text_decoder": Method(
+            text_decoder(model, spec, options.ctx),
             (torch.zeros(1, 3, hidden), torch.tensor([0])),
             dynamic_shapes=({1: chunk}, None),
             strict=True,
@@ -163,62 +162,15 @@ def exported_methods(model: Any, spec: ImageSpec, options: ExportOptions) -> dic
     }
 
 
-def run(
-    model_dir: Path, pte_path: Path, options: ExportOptions, runtime_methods: dict[str, Any]
-) -> ExportResult:
+def build(model_dir: Path, options: ExportOptions, runtime_methods: dict[str, Any]) -> Program:
     config = load_config(model_dir)
     params = family_for_config(config).model_args(config)
     spec = image_spec(model_dir, config)
-    methods = {
-        **constant_methods(params, options, runtime_methods),
+    constants = {
+        **runner_constants(params, options, runtime_methods),
         "use_sdpa_with_kv_cache": False,
     }
     with progress.task("loading the multimodal model with a static KV cache"):
         model = load_model(Path(model_dir))
-    try:
-        with progress.task("torch.export (vision encoder, token embedding, text decoder)"):
-            programs = exported_methods(model, spec, options)
-        del model
-        _lower(programs, Path(pte_path), methods)
-    except (RuntimeError, AssertionError, torch._dynamo.exc.Unsupported) as exc:  # type: ignore[attr-defined]
-        raise StageError(f"ExecuTorch export failed: {' '.join(str(exc).split())[:300]}") from exc
-    return ExportResult(Path(pte_path), Path(pte_path).stat().st_size, methods)
-
-
-def _lower(programs: dict[str, Any], pte_path: Path, methods: dict[str, Any]) -> None:
-    use_packaged_flatc()
-    from executorch.exir import (
-        EdgeCompileConfig,
-        ExecutorchBackendConfig,
-        to_edge_transform_and_lower,
-    )
-    from executorch.exir.passes import MemoryPlanningPass
-    from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
-    from executorch.extension.llm.export.partitioner_lib import get_xnnpack_partitioner
-
-    from mobq.runtime import quiet_native_logs
-
-    partitioners = [
-        get_xnnpack_partitioner(dynamic_quant_only_partitioner=True),
-        get_xnnpack_partitioner(dynamic_quant_only_partitioner=False),
-    ]
-    with progress.task("lowering to XNNPACK"), quiet_native_logs():
-        edge = to_edge_transform_and_lower(
-            programs,
-            partitioner=partitioners,
-            compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
-            constant_methods=methods,
-        )
-    programs.clear()
-    with progress.task("serializing the ExecuTorch program"):
-        program = edge.to_executorch(
-            ExecutorchBackendConfig(
-                extract_delegate_segments=True,
-                do_quant_fusion_and_const_prop=True,
-                memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False),
-                sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass(),
-            )
-        )
-        del edge
-        with fsutil.atomic_path(pte_path) as tmp, open(tmp, "wb") as handle:
-            program.write_to_file(handle)
+    # The vision tower's convolutions and norms want XNNPACK's general partitioner.
+    return Program(methods(model, spec, options), constants, extended_ops=True)

@@ -47,7 +47,7 @@ def prompt_parts(tokenizer_dir: Path, spec: ImageSpec, bos_id: int | None) -> tu
 
 @torch.no_grad()
 def _reference(model_dir: Path, pixels: torch.Tensor, ids: torch.Tensor, spec: ImageSpec) -> dict:
-    from mobq.export_mm import load_model
+    from mobq.pte.multimodal import load_model
 
     model = load_model(model_dir)
     features = model.model.get_image_features(pixels)

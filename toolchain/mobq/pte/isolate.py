@@ -25,14 +25,9 @@ from typing import Any
 
 from mobq import errors, progress, runtime
 from mobq.errors import StageError
-from mobq.export import ExportOptions, ExportResult
+from mobq.pte import BUILDERS, export_program
+from mobq.pte.lowering import ExportOptions, ExportResult
 
-# Which function lowers which kind of checkpoint: the parent names one, the child imports it.
-EXPORTERS = {
-    "llama": ("mobq.export", "run"),
-    "hf": ("mobq.export_hf", "run"),
-    "multimodal": ("mobq.export_mm", "run"),
-}
 ENV_DISABLE = "MOBQ_EXPORT_IN_PROCESS"  # "1": lower in this process (debugging with pdb)
 
 
@@ -40,12 +35,12 @@ def export_in_child(
     exporter: str, model_dir: Path, pte: Path, options: ExportOptions, methods: dict[str, Any]
 ) -> tuple[ExportResult, float]:
     """(the exporter's result, the child's peak RSS in MB)."""
-    if exporter not in EXPORTERS:
-        raise StageError(f"unknown exporter '{exporter}'")
+    if exporter not in BUILDERS:
+        raise StageError(f"unknown exporter '{exporter}'; known: {', '.join(BUILDERS)}")
     if os.environ.get(ENV_DISABLE) == "1":
         from mobq import hostinfo
 
-        return _call(exporter, model_dir, pte, options, methods), hostinfo.peak_rss_mb()
+        return export_program(exporter, model_dir, pte, options, methods), hostinfo.peak_rss_mb()
     request = {
         "exporter": exporter,
         "model_dir": str(model_dir),
@@ -58,13 +53,21 @@ def export_in_child(
     }
     with tempfile.TemporaryDirectory(prefix="mobq-export-") as scratch:
         result_file = Path(scratch) / "result.json"
-        command = [sys.executable, "-m", "mobq.isolate", json.dumps(request), str(result_file)]
+        command = [
+            sys.executable,
+            "-m",
+            "mobq.pte.isolate",
+            json.dumps(request),
+            str(result_file),
+        ]
         # stdout and stderr are inherited: the child's progress lines reach the user as they come.
         proc = subprocess.run(command, stdin=subprocess.DEVNULL, check=False)
         reply = json.loads(result_file.read_text()) if result_file.is_file() else {}
     if proc.returncode == 0 and "result" in reply:
         found = reply["result"]
-        result = ExportResult(Path(found["pte"]), found["bytes"], found["constant_methods"])
+        result = ExportResult(
+            Path(found["pte"]), found["bytes"], found["constant_methods"], found["lowering"]
+        )
         return result, float(reply["peak_rss_mb"])
     raise _child_error(proc.returncode, reply)
 
@@ -84,16 +87,6 @@ def _child_error(returncode: int, reply: dict[str, Any]) -> BaseException:
             why += " (out of memory?)"
         return StageError(f"the export process was {why}")
     return StageError(f"the export process failed (exit {returncode}) without a result")
-
-
-def _call(
-    exporter: str, model_dir: Path, pte: Path, options: ExportOptions, methods: dict[str, Any]
-) -> ExportResult:
-    import importlib
-
-    module_name, function = EXPORTERS[exporter]
-    run = getattr(importlib.import_module(module_name), function)
-    return run(model_dir, pte, options, methods)
 
 
 def _die_with_parent(parent_pid: int | None) -> None:
@@ -130,7 +123,7 @@ def _child_main(argv: list[str]) -> int:
     from mobq import hostinfo
 
     try:
-        result = _call(
+        result = export_program(
             request["exporter"],
             Path(request["model_dir"]),
             Path(request["pte"]),

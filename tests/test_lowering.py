@@ -1,0 +1,98 @@
+"""The one lowering: pre-lowered linears are XNNPACK's own bytes, and change no logit.
+
+Quantized linears are lowered once per shape and serialized per linear with XNNPACK's pass
+manager result reused (mobq.pte.linears). These tests hold that shortcut to the stock path:
+the delegate bytes equal what ExecuTorch's own lowering of that linear makes, and a program
+lowered that way computes bit-identical logits to one lowered whole-graph.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mobq import convert, quantize, runtime, untie
+from mobq.pte import export_program, linears, lowering
+from mobq.pte.llama import load_eager_model
+from mobq.pte.lowering import ExportOptions
+from mobq.verify import pte_step_logits
+
+CTX = 32
+
+
+@pytest.fixture(scope="module")
+def converted_8da4w(tiny_tied: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    work = tmp_path_factory.mktemp("lowering")
+    untie.run(tiny_tied, work / "untied")
+    quantize.run(work / "untied", work / "quantized", "8da4w")
+    convert.run(work / "quantized", work / "converted")
+    return work / "converted"
+
+
+def _stock_delegate(linear: torch.nn.Linear, max_rows: int) -> object:
+    """The delegate ExecuTorch's own lowering makes of `linear` alone."""
+    from executorch.exir import to_edge_transform_and_lower
+    from executorch.extension.llm.export.partitioner_lib import get_xnnpack_partitioner
+
+    class Holder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = linear
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.linear(x)
+
+    rows = torch.export.Dim("rows", min=1, max=max_rows)
+    example = torch.zeros(2, linear.in_features)
+    exported = torch.export.export(Holder(), (example,), dynamic_shapes=({0: rows},), strict=False)
+    edge = to_edge_transform_and_lower(
+        exported, partitioner=[get_xnnpack_partitioner(dynamic_quant_only_partitioner=True)]
+    )
+    (delegate,) = linears._delegates(edge.exported_program().graph_module)
+    return delegate
+
+
+def test_a_template_serializes_another_linear_as_xnnpack_would(converted_8da4w: Path) -> None:
+    model = load_eager_model(converted_8da4w, ExportOptions(ctx=CTX))
+    first, second = (layer.attention.wq for layer in model.layers[:2])
+    key = linears.template_key(first)
+    assert key is not None and key == linears.template_key(second)
+    assert not torch.equal(first.weight.qdata, second.weight.qdata)
+
+    template = linears.build_templates({key: first}, max_rows=CTX)[key]
+    ours = template.lower(second)
+    stock = _stock_delegate(second, max_rows=CTX)
+
+    assert ours.processed_bytes == stock.processed_bytes
+    ours_data, stock_data = ours.named_data_store_output, stock.named_data_store_output
+    assert ours_data.pte_data == stock_data.pte_data  # packed weights, by content hash
+    assert [bytes(b) for b in ours_data.buffers] == [bytes(b) for b in stock_data.buffers]
+    # The template holds no weights between linears: stride-0 stand-ins only.
+    assert all(t.stride() == (0,) * t.dim() for t in template.transformed.state_dict.values())
+
+
+def _logits(pte: Path) -> list[torch.Tensor]:
+    method = runtime.load_program(pte).load_method("forward")
+    return pte_step_logits(method, [5, 17, 3, 42, 8, 9], [11, 2, 30])
+
+
+def test_prelowered_program_computes_what_whole_graph_lowering_does(
+    converted_8da4w: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    params = json.loads((converted_8da4w / "params.json").read_text())
+    options = ExportOptions(ctx=CTX, extended_ops=False)
+    methods = {"get_bos_id": 0, "get_eos_ids": [1]}
+
+    prelowered = export_program("llama", converted_8da4w, tmp_path / "pre.pte", options, methods)
+    assert prelowered.lowering["prelowered_linears"] == 7 * params["n_layers"] + 1
+
+    # The stock path: the dynamic-quant partitioner over the whole graph, as `-X` does.
+    monkeypatch.setattr(lowering, "_delegate_linears", lambda program, options: 0)
+    whole = export_program("llama", converted_8da4w, tmp_path / "whole.pte", options, methods)
+    assert whole.lowering["prelowered_linears"] == 0
+
+    for ours, stock in zip(_logits(prelowered.pte), _logits(whole.pte), strict=True):
+        assert torch.equal(ours, stock)

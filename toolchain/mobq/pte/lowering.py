@@ -1,0 +1,252 @@
+"""The one lowering: named methods (modules + example inputs) -> an XNNPACK .pte.
+
+Every builder (llama, hf, multimodal) returns a `Program`: its methods and the constant
+methods the runner reads. `lower` turns any of them into a .pte in one pass:
+
+1. dynamically quantized linears become XNNPACK delegates first, one template per shape
+   (`linears.py`): this is where lowering used to spend O(layers^2);
+2. one `torch.export` per method, non-strict where the module allows (ExecuTorch's
+   `LLMEdgeManager` exports twice, strict, re-tracing after a transpose pass meant for pt2e);
+3. one `to_edge_transform_and_lower`, with XNNPACK's general partitioner only where asked
+   (`extended_ops`: float linears, elementwise ops) - the model cards' `-X` has none;
+4. `to_executorch` with the settings `LLMEdgeManager.to_executorch` uses, written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from mobq import fsutil, progress
+from mobq.errors import InputError, StageError
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    ctx: int
+    max_seq_len: int | None = None  # prefill chunk; defaults to ctx
+    dtype: str = "fp32"
+    # XNNPACK's general partitioner beside the dynamic-quant one: float linears and
+    # elementwise ops on XNNPACK (None: on for float programs, off for quantized ones).
+    extended_ops: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.ctx <= 0:
+            raise InputError(f"--ctx must be a positive number of tokens, got {self.ctx}")
+        if self.max_seq_len is not None and not 0 < self.max_seq_len <= self.ctx:
+            raise InputError(
+                f"--max-seq-len must be in 1..ctx ({self.ctx}), got {self.max_seq_len}"
+            )
+
+    @property
+    def seq_len(self) -> int:
+        return self.max_seq_len or self.ctx
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    pte: Path
+    bytes: int
+    constant_methods: dict[str, Any]
+    lowering: dict[str, Any] = field(default_factory=dict)  # what the lowering did, timed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pte": str(self.pte),
+            "bytes": self.bytes,
+            "constant_methods": self.constant_methods,
+            "lowering": self.lowering,
+        }
+
+
+@dataclass
+class Method:
+    """One method of the program: the module and how it is called."""
+
+    module: torch.nn.Module
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any] | None = None
+    dynamic_shapes: Any = None
+    # Non-strict tracing is several times faster; transformers' modules need dynamo's
+    # (their mask helpers compile functions non-strict export cannot trace).
+    strict: bool = False
+
+
+@dataclass
+class Program:
+    """What a builder hands to `lower`: methods by name and the runner's constant methods."""
+
+    methods: dict[str, Method]
+    constant_methods: dict[str, Any]
+    # XNNPACK's general partitioner when the options leave it open (None: only for float
+    # programs). A vision tower's convolutions want it; a quantized decoder's -X does not.
+    extended_ops: bool | None = None
+
+
+def token_dim(options: ExportOptions) -> Any:
+    """The dynamic prefill length; ExecuTorch keeps one position of the chunk spare."""
+    return torch.export.Dim("token_dim", max=options.seq_len - 1)
+
+
+def use_packaged_flatc() -> None:
+    """Point ExecuTorch at the `flatc` its wheel ships when nothing else would find one.
+
+    ExecuTorch 1.2.0 (the release for torch 2.11) serializes by running `flatc`, looked up as a
+    package resource, then $FLATC_EXECUTABLE, then PATH; its wheel carries the binary under
+    executorch/data/bin but not where that lookup goes. 1.5.1 does not need it.
+    """
+    import importlib.util
+    import os
+    import shutil
+
+    if os.environ.get("FLATC_EXECUTABLE") or shutil.which("flatc"):
+        return
+    spec = importlib.util.find_spec("executorch")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    packaged = Path(next(iter(spec.submodule_search_locations))) / "data" / "bin" / "flatc"
+    if packaged.is_file() and os.access(packaged, os.X_OK):
+        os.environ["FLATC_EXECUTABLE"] = str(packaged)
+
+
+def lower(program: Program, pte_path: Path, options: ExportOptions) -> ExportResult:
+    """`program` -> a .pte at `pte_path`. Takes ownership of the methods' modules."""
+    from mobq.runtime import quiet_native_logs
+
+    use_packaged_flatc()
+    with quiet_native_logs():  # pytorch_tokenizers prints on import
+        from executorch.extension.llm.export.partitioner_lib import get_xnnpack_partitioner
+    _quiet_executorch_logging()
+    timings: dict[str, float] = {}
+    try:
+        with _timed(timings, "linears"):
+            delegated = _delegate_linears(program, options)
+        with _timed(timings, "export"):
+            exported = _export_methods(program.methods)
+        program.methods.clear()  # the exported programs hold what is still needed
+        extended = _pick(options.extended_ops, program.extended_ops, delegated == 0)
+        # With every quantized linear delegated already, -X's partitioner would find nothing.
+        partitioners = (
+            [get_xnnpack_partitioner(dynamic_quant_only_partitioner=False)]
+            if extended
+            else []
+            if delegated
+            else [get_xnnpack_partitioner(dynamic_quant_only_partitioner=True)]
+        )
+        with _timed(timings, "to_edge_and_lower"):
+            edge = _to_edge_and_lower(exported, partitioners, program.constant_methods)
+        del exported
+        with _timed(timings, "serialize"):
+            _serialize(edge, Path(pte_path))
+    except (RuntimeError, AssertionError, torch._dynamo.exc.Unsupported) as exc:  # type: ignore[attr-defined]
+        raise StageError(f"ExecuTorch export failed: {' '.join(str(exc).split())[:300]}") from exc
+    summary = {"prelowered_linears": delegated, "extended_ops": extended, "seconds": timings}
+    size = Path(pte_path).stat().st_size
+    return ExportResult(Path(pte_path), size, program.constant_methods, summary)
+
+
+def _pick(*choices: bool | None) -> bool:
+    return next(choice for choice in choices if choice is not None)
+
+
+def runner_constants(
+    params: dict[str, Any], options: ExportOptions, runtime: dict[str, Any]
+) -> dict[str, Any]:
+    """The metadata methods ExecuTorch's runner reads; `runtime` adds bos/eos ids."""
+    return {
+        "get_max_seq_len": options.seq_len,
+        "get_max_context_len": options.ctx,
+        "get_n_layers": params["n_layers"],
+        "get_vocab_size": params["vocab_size"],
+        "use_kv_cache": True,
+        "use_sdpa_with_kv_cache": True,
+        "enable_dynamic_shape": True,
+        **runtime,
+    }
+
+
+@contextlib.contextmanager
+def _timed(timings: dict[str, float], name: str) -> Iterator[None]:
+    start = time.perf_counter()
+    yield
+    timings[name] = round(time.perf_counter() - start, 2)
+
+
+def _delegate_linears(program: Program, options: ExportOptions) -> int:
+    from mobq.pte import linears
+
+    modules = [method.module for method in program.methods.values()]
+    return linears.delegate_linears(modules, options.seq_len)
+
+
+def _export_methods(methods: dict[str, Method]) -> dict[str, Any]:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    exported = {}
+    # MATH: the decomposable attention (as LLMEdgeManager exports); no_grad: no training ops
+    with (
+        progress.task(f"torch.export ({', '.join(methods)})"),
+        sdpa_kernel([SDPBackend.MATH]),
+        torch.no_grad(),
+    ):
+        for name, method in methods.items():
+            exported[name] = torch.export.export(
+                method.module,
+                method.args,
+                kwargs=method.kwargs,
+                dynamic_shapes=method.dynamic_shapes,
+                strict=method.strict,
+            )
+    return exported
+
+
+def _to_edge_and_lower(
+    exported: dict[str, Any], partitioners: list[Any], constant_methods: dict[str, Any]
+) -> Any:
+    from executorch.backends.xnnpack._passes.convert_to_linear import ConvertToLinearPass
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+
+    from mobq.runtime import quiet_native_logs
+
+    with progress.task("lowering to XNNPACK"), quiet_native_logs():
+        edge = to_edge_transform_and_lower(
+            exported,
+            partitioner=partitioners,
+            compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
+            constant_methods=constant_methods,
+        )
+        # Linears left outside XNNPACK run as the optimized op_linear, not transpose + mm
+        # (LLMEdgeManager.to_executorch does the same).
+        return edge.transform([ConvertToLinearPass()])
+
+
+def _serialize(edge: Any, pte_path: Path) -> None:
+    from executorch.exir import ExecutorchBackendConfig
+    from executorch.exir.passes import MemoryPlanningPass
+    from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
+
+    with progress.task("serializing the ExecuTorch program"):
+        program = edge.to_executorch(
+            ExecutorchBackendConfig(
+                extract_delegate_segments=True,
+                do_quant_fusion_and_const_prop=True,
+                memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False),
+                sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass(),
+            )
+        )
+        with fsutil.atomic_path(pte_path) as tmp, open(tmp, "wb") as handle:
+            program.write_to_file(handle)
+
+
+def _quiet_executorch_logging() -> None:
+    """ExecuTorch's builder configures root logging at INFO on import; keep our output readable."""
+    logging.getLogger().setLevel(logging.WARNING)
+    for name in ("executorch", "torchao", "root"):
+        logging.getLogger(name).setLevel(logging.WARNING)
