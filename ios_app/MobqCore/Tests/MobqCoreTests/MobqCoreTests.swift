@@ -82,6 +82,18 @@ final class PromptAndStatsTests: XCTestCase {
         XCTAssertThrowsError(try ClockStats(nowMs: { 0 }).finish(promptTokens: 1))
     }
 
+    func testChatWindowDropsTheOldestExchangeFirst() throws {
+        let window = ChatWindow(contextTokens: 40, replyTokens: 10, tokensPerByte: 1)
+        let turns = [Turn(.system, "sys"), Turn(.user, "0123456789"), Turn(.assistant, "0123456789"), Turn(.user, "last")]
+        let render = { (t: [Turn]) in t.map(\.text).joined() }
+        // 3 + 10 + 10 + 4 = 27 bytes -> 28 tokens + 10 reply > 40? no: all kept.
+        XCTAssertEqual(window.trimmed(turns, render: render), turns)
+        let tight = ChatWindow(contextTokens: 20, replyTokens: 10, tokensPerByte: 1)
+        XCTAssertEqual(tight.trimmed(turns, render: render), [Turn(.system, "sys"), Turn(.user, "last")])
+        let never = ChatWindow(contextTokens: 1, replyTokens: 10, tokensPerByte: 1)
+        XCTAssertEqual(never.trimmed(turns, render: render).last, Turn(.user, "last")) // the newest message stays
+    }
+
     final class Scripted: Generator {
         var calls = 0
         let decode: [Double]
