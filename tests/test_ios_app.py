@@ -80,7 +80,9 @@ def test_only_engine_swift_calls_executorch() -> None:
 
 def test_engine_turns_echo_off() -> None:
     # GenerationConfig.echo defaults to true (irunner.h): the prompt would reach the callback.
-    assert "$0.echoEnabled = false" in _swift_sources()["Engine.swift"]
+    # The ObjC property is `echoEnabled` with getter `isEchoEnabled`; Swift imports a BOOL
+    # property under its `is` getter's name (as UIView's `hidden` is `isHidden`).
+    assert "$0.isEchoEnabled = false" in _swift_sources()["Engine.swift"]
 
 
 def test_every_executorch_call_in_engine_swift_is_listed_in_the_docs() -> None:

@@ -63,7 +63,9 @@ final class Engine: Generator, StreamingGenerator {
 
     private func config(_ maxNewTokens: Int) -> Config {
         Config {
-            $0.echoEnabled = false // tokens only: the figures and the transcript depend on it
+            // ObjC `echoEnabled` (getter isEchoEnabled), which Swift names isEchoEnabled. Off: the
+            // callback then gets generated tokens only; the figures and the transcript depend on it.
+            $0.isEchoEnabled = false
             $0.temperature = 0 // greedy: repeatable benchmarks
             $0.maximumNewTokens = maxNewTokens
             $0.sequenceLength = model.manifest.maxContextLen

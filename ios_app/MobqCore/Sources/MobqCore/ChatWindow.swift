@@ -18,7 +18,8 @@ public struct ChatWindow: Equatable {
     public static func calibrated(_ manifest: ModelManifest, prompts: PromptSet) throws -> ChatWindow {
         let ratios = try prompts.prompts.compactMap { prompt -> Double? in
             guard let tokens = prompt.promptTokens else { return nil }
-            return Double(tokens) / Double(max(try manifest.prompt(prompt.text, think: false).utf8.count, 1))
+            let rendered = try manifest.prompt(prompt.text, think: false)
+            return Double(tokens) / Double(max(rendered.utf8.count, 1))
         }
         let perByte = ratios.max().map { min(1, $0 * 1.25) } ?? 1
         return ChatWindow(contextTokens: manifest.maxContextLen, replyTokens: min(256, manifest.maxContextLen / 4), tokensPerByte: perByte)

@@ -23,7 +23,7 @@ public enum RunnerStats {
 
     public static func figures(_ stats: [String: Any]) throws -> GenerationStats {
         for key in required { _ = try number(stats, key) }
-        let perSecond = (stats["SCALING_FACTOR_UNITS_PER_SECOND"] as? NSNumber)?.doubleValue ?? defaultUnitsPerSecond
+        let perSecond = stats["SCALING_FACTOR_UNITS_PER_SECOND"].flatMap(double) ?? defaultUnitsPerSecond
         let promptTokens = Int(try number(stats, "prompt_tokens"))
         let decodeSteps = Int(try number(stats, "generated_tokens"))
         let prefill = try interval(stats, from: "inference_start_ms", to: "prompt_eval_end_ms")
@@ -38,8 +38,15 @@ public enum RunnerStats {
 
     private static func number(_ stats: [String: Any], _ key: String) throws -> Double {
         guard let value = stats[key], !(value is NSNull) else { throw ContractError("runner stats: missing field '\(key)'") }
-        guard let number = value as? NSNumber else { throw ContractError("runner stats: field '\(key)' should be a number") }
-        return number.doubleValue
+        guard let number = double(value) else { throw ContractError("runner stats: field '\(key)' should be a number") }
+        return number
+    }
+
+    /// A JSON number (NSNumber from JSONSerialization) or a Swift Int/Double (ClockStats).
+    private static func double(_ value: Any) -> Double? {
+        if let number = value as? Double { return number }
+        if let number = value as? Int { return Double(number) }
+        return (value as? NSNumber)?.doubleValue
     }
 
     /// Clock units from `start` to `end`, floored at one unit (flagged when floored).
