@@ -36,6 +36,14 @@ def test_golden_runner_stats(path: Path) -> None:
     assert got.keys() == expected.keys()
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, rel=1e-9), key
+    # Where the runner wrote its own rates (stats_to_json_string), the definition agrees.
+    if not got["timer_floor"]:
+        for ours, theirs in (
+            ("prefill_tokens_per_sec", "prefill_token_per_sec"),
+            ("decode_tokens_per_sec", "decode_token_per_sec"),
+        ):
+            if theirs in case["stats"]:
+                assert got[ours] == pytest.approx(case["stats"][theirs], rel=1e-3), ours
 
 
 def test_the_apps_read_the_same_rules() -> None:
