@@ -112,6 +112,8 @@ class MainActivity : Activity() {
                 stats?.let { status.text = "prompt ${it.promptTokens} tok · ${"%.0f".format(it.prefillTokensPerSec)} tok/s prefill · ${"%.1f".format(it.decodeTokensPerSec)} tok/s decode" }
             }
         } catch (error: Exception) {
+            // A turn that failed (e.g. a prompt past the context) must not poison the next one.
+            if (turns.lastOrNull()?.role == Role.USER) turns.removeAt(turns.lastIndex)
             main.post { status.text = error.message }
         } finally {
             main.post { send.isEnabled = true; stop.isEnabled = false }
