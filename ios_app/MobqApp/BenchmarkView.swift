@@ -49,18 +49,21 @@ struct BenchmarkView: View {
         let summaries = try BenchmarkLoop(warmup: warmup, repetitions: repetitions).run(try model.prompts.rendered(model.manifest), engine) { p, i, n, measured in
             say("\(p.id): run \(i)/\(n)\(measured ? "" : " (warm-up)")")
         }
+        // The sustained run decodes the set's first prompt; its series goes with that prompt's result.
+        let sustainedPrompt = model.prompts.prompts[0]
         var sustained: Sustained?
         if sustainedS > 0 {
             say("sustained: \(Int(sustainedS)) s")
             let sampler = try SustainedSampler(duration: sustainedS, interval: 5, now: Engine.seconds, thermal: Platform.thermal, memory: Platform.footprintMb)
-            let prompt = try model.manifest.prompt(model.prompts.prompts[0].text)
+            let prompt = try model.manifest.prompt(sustainedPrompt.text)
             sustained = try SustainedRun(sampler: sampler, prompt: prompt, maxNewTokens: model.manifest.maxContextLen).run(engine)
         }
         let peak = Platform.peakFootprintMb() ?? 0
         let created = ISO8601DateFormatter().string(from: Date())
-        let results = try summaries.enumerated().map { index, summary in
+        let results = try summaries.map { summary in
             try BenchResult.fromMeasurement(manifest: model.manifest, device: Platform.device(), summary: summary, loadMs: engine.loadMs,
-                                            peakMemoryMb: peak, createdAt: created, sustained: index == 0 ? sustained : nil,
+                                            peakMemoryMb: peak, createdAt: created,
+                                            sustained: summary.prompt.id == sustainedPrompt.id ? sustained : nil,
                                             promptSet: model.prompts.name)
         }
         let url = FileManager.default.temporaryDirectory.appendingPathComponent("mobq-\(Platform.deviceModel())-\(Int(Date().timeIntervalSince1970)).json")

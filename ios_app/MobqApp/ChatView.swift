@@ -39,11 +39,14 @@ struct ChatView: View {
             do {
                 let current = try existing ?? Self.loadBundled()
                 DispatchQueue.main.async { engine = current; status = "\(current.model.manifest.modelName) · loaded in \(Int(current.loadMs)) ms" }
-                var history = previous
-                history.append(Turn(.user, message))
-                let prompt = try current.model.manifest.chatFormat?.render(history, think: false) ?? message
+                // Oldest exchanges go first once the prompt would crowd out the answer.
+                let manifest = current.model.manifest
+                let window = try ChatWindow.calibrated(manifest, prompts: current.model.prompts)
+                let render = { (turns: [Turn]) throws -> String in try manifest.chatFormat?.render(turns, think: false) ?? message }
+                var history = try window.trimmed(previous + [Turn(.user, message)], render: render)
+                let prompt = try render(history)
                 var answer = ""
-                try current.stream(prompt, maxNewTokens: current.model.manifest.maxContextLen) { token in
+                try current.stream(prompt, maxNewTokens: manifest.maxContextLen) { token in
                     answer += token
                     DispatchQueue.main.async { transcript += token }
                 }

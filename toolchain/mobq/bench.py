@@ -27,6 +27,7 @@ from typing import Any
 
 from mobq import cache as mobq_cache
 from mobq import fsutil, hostinfo, progress
+from mobq import stats as runner_stats
 from mobq.errors import InputError, StageError
 from mobq.manifest import Manifest, load_manifest
 from mobq.results import BenchResult, Ceiling, Spread
@@ -133,29 +134,6 @@ def _set_threads(threads: int) -> int:
         return int(portable_lib._threadpool_get_thread_count())
 
 
-def _interval_s(stats: dict[str, Any], start: str, end: str) -> tuple[float, bool]:
-    """Seconds between two of the runner's millisecond stamps; floored at 1 ms (flagged)."""
-    ms = stats[end] - stats[start]
-    return max(ms, 1) / 1000, ms < 1
-
-
-def _figures(stats: dict[str, Any]) -> dict[str, float]:
-    prefill_s, floor_p = _interval_s(stats, "inference_start_ms", "prompt_eval_end_ms")
-    ttft_s, _ = _interval_s(stats, "inference_start_ms", "first_token_ms")
-    decode_s, floor_d = _interval_s(stats, "prompt_eval_end_ms", "inference_end_ms")
-    # The runner counts decode steps as generated_tokens; the first token came out of prefill.
-    decode_steps = int(stats["generated_tokens"])
-    generated = decode_steps + 1
-    return {
-        "prompt_tokens": int(stats["prompt_tokens"]),
-        "generated_tokens": generated,
-        "ttft_ms": ttft_s * 1000,
-        "prefill_tokens_per_sec": int(stats["prompt_tokens"]) / prefill_s,
-        "decode_tokens_per_sec": decode_steps / decode_s if decode_steps else 0.0,
-        "timer_floor": float(floor_p or floor_d),
-    }
-
-
 def _generate_once(runner: Any, prompt: Any, generation: Any) -> dict[str, Any]:
     from mobq.runtime import capture_runner_output
 
@@ -201,7 +179,7 @@ def measure(export_dir: Path, config: BenchConfig) -> dict[str, Any]:
         if index == 0:
             load_ms = construct_ms + stats["model_load_end_ms"] - stats["model_load_start_ms"]
         if index >= config.warmup:
-            runs.append(_figures(stats))
+            runs.append(asdict(runner_stats.figures(stats)))
     return {
         "config": asdict(config),
         "threads": threads,

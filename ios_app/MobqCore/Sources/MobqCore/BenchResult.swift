@@ -56,6 +56,10 @@ public struct BenchResult {
             "notes": ["prompt_id": summary.prompt.id, "prompt_set": promptSet],
         ]
         if let sustained { values["sustained"] = encode(sustained) }
+        if summary.timerFloor { // worded as `mobq bench` words it
+            values["notes"] = ["prompt_id": summary.prompt.id, "prompt_set": promptSet,
+                               "timer_floor": "an interval was under the runner's 1 ms resolution"]
+        }
         return BenchResult(values: values)
     }
 

@@ -11,29 +11,17 @@ public struct Spread: Equatable {
     }
 }
 
+/// One generation's figures; RunnerStats.figures computes them from the runner's stats.
+/// `timerFloor`: an interval was under the clock's unit and was counted as one unit.
 public struct GenerationStats: Equatable {
     public let promptTokens, generatedTokens: Int
     public let ttftMs, prefillTokensPerSec, decodeTokensPerSec: Double
+    public let timerFloor: Bool
 
-    public init(promptTokens: Int, generatedTokens: Int, ttftMs: Double, prefillTokensPerSec: Double, decodeTokensPerSec: Double) {
+    public init(promptTokens: Int, generatedTokens: Int, ttftMs: Double, prefillTokensPerSec: Double, decodeTokensPerSec: Double,
+                timerFloor: Bool = false) {
         self.promptTokens = promptTokens; self.generatedTokens = generatedTokens; self.ttftMs = ttftMs
-        self.prefillTokensPerSec = prefillTokensPerSec; self.decodeTokensPerSec = decodeTokensPerSec
-    }
-
-    /// From token-callback timestamps (seconds): iOS's TextRunner reports no stats. TTFT is
-    /// call start to first token (tokenize + prefill + first sample), so prefill tokens/sec is
-    /// promptTokens / TTFT; decode is the tokens after the first over the time after it.
-    public static func fromTimestamps(start: Double, tokens: [Double], promptTokens: Int) throws -> GenerationStats {
-        guard let first = tokens.first, let last = tokens.last else {
-            throw ContractError("the model generated no tokens; nothing to time")
-        }
-        let ttft = first - start
-        guard ttft > 0 else { throw ContractError("first token arrived no later than the start; the clock is wrong") }
-        let decodeSeconds = last - first
-        return GenerationStats(
-            promptTokens: promptTokens, generatedTokens: tokens.count, ttftMs: ttft * 1000,
-            prefillTokensPerSec: Double(promptTokens) / ttft,
-            decodeTokensPerSec: tokens.count > 1 && decodeSeconds > 0 ? Double(tokens.count - 1) / decodeSeconds : 0)
+        self.prefillTokensPerSec = prefillTokensPerSec; self.decodeTokensPerSec = decodeTokensPerSec; self.timerFloor = timerFloor
     }
 }
 
@@ -46,6 +34,7 @@ public struct PromptSummary: Equatable {
     public let prompt: BenchPrompt
     public let promptTokens, generatedTokens, warmup, repetitions: Int
     public let ttftMs, prefillTokensPerSec, decodeTokensPerSec: Spread
+    public var timerFloor = false // a measured run had an interval under the clock's unit
 }
 
 /// Warm-up then measured repetitions per prompt; the headline is the median, with the spread.
@@ -75,7 +64,7 @@ public struct BenchmarkLoop {
                 generatedTokens: Int(Spread.of(runs.map { Double($0.generatedTokens) }).median),
                 warmup: warmup, repetitions: repetitions,
                 ttftMs: .of(runs.map(\.ttftMs)), prefillTokensPerSec: .of(runs.map(\.prefillTokensPerSec)),
-                decodeTokensPerSec: .of(runs.map(\.decodeTokensPerSec)))
+                decodeTokensPerSec: .of(runs.map(\.decodeTokensPerSec)), timerFloor: runs.contains { $0.timerFloor })
         }
     }
 }

@@ -44,12 +44,54 @@ final class PromptAndStatsTests: XCTestCase {
         XCTAssertEqual(Spread.of([4, 1, 3, 2]), Spread(min: 1, median: 2.5, max: 4))
     }
 
-    func testTimestampsGiveTtftPrefillAndDecode() throws {
-        let s = try GenerationStats.fromTimestamps(start: 10, tokens: [10.5, 10.6, 10.7, 10.8, 10.9], promptTokens: 100)
-        XCTAssertEqual(s.ttftMs, 500, accuracy: 1e-9)
-        XCTAssertEqual(s.prefillTokensPerSec, 200, accuracy: 1e-9)
-        XCTAssertEqual(s.decodeTokensPerSec, 10, accuracy: 1e-9)
-        XCTAssertThrowsError(try GenerationStats.fromTimestamps(start: 0, tokens: [], promptTokens: 1))
+    /// The golden runner-stats cases shared with mobq.stats (Python) and RunnerStats.kt.
+    func testGoldenRunnerStatsGiveTheSameFiguresAsPythonAndKotlin() throws {
+        let dir = Golden.dir.appendingPathComponent("runner-stats")
+        let cases = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".json") }.sorted()
+        XCTAssertGreaterThanOrEqual(cases.count, 5)
+        for name in cases {
+            let data = try Data(contentsOf: dir.appendingPathComponent(name))
+            let file = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+            let stats = file["stats"] as! [String: Any], expected = file["expected"] as! [String: Any]
+            if let error = expected["error"] as? String {
+                XCTAssertThrowsError(try RunnerStats.figures(stats), name) { XCTAssertTrue("\($0)".contains(error), "\(name): \($0)") }
+                continue
+            }
+            let got = try RunnerStats.figures(stats)
+            XCTAssertEqual(got.promptTokens, expected["prompt_tokens"] as? Int, name)
+            XCTAssertEqual(got.generatedTokens, expected["generated_tokens"] as? Int, name)
+            for (key, value) in [("ttft_ms", got.ttftMs), ("prefill_tokens_per_sec", got.prefillTokensPerSec), ("decode_tokens_per_sec", got.decodeTokensPerSec)] {
+                let want = (expected[key] as! NSNumber).doubleValue
+                XCTAssertEqual(value, want, accuracy: 1e-9 * max(want, 1), "\(name) \(key)")
+            }
+            XCTAssertEqual(got.timerFloor, expected["timer_floor"] as? Bool, name)
+        }
+    }
+
+    func testClockStatsStampWhatTheRunnerWouldWithEchoOff() throws {
+        var t = 1000.0
+        var clock = ClockStats(nowMs: { t })
+        clock.begin()
+        for stamp in [1120.0, 1150, 1180] { t = stamp; clock.onToken() } // prefill's token, then 2 decode steps
+        t = 1180
+        let figures = try RunnerStats.figures(try clock.finish(promptTokens: 24))
+        XCTAssertEqual(figures.generatedTokens, 3)
+        XCTAssertEqual(figures.ttftMs, 120, accuracy: 1e-9)
+        XCTAssertEqual(figures.prefillTokensPerSec, 200, accuracy: 1e-9)
+        XCTAssertEqual(figures.decodeTokensPerSec, 2 / 0.06, accuracy: 1e-9)
+        XCTAssertThrowsError(try ClockStats(nowMs: { 0 }).finish(promptTokens: 1))
+    }
+
+    func testChatWindowDropsTheOldestExchangeFirst() throws {
+        let window = ChatWindow(contextTokens: 40, replyTokens: 10, tokensPerByte: 1)
+        let turns = [Turn(.system, "sys"), Turn(.user, "0123456789"), Turn(.assistant, "0123456789"), Turn(.user, "last")]
+        let render = { (t: [Turn]) in t.map(\.text).joined() }
+        // 3 + 10 + 10 + 4 = 27 bytes -> 28 tokens + 10 reply > 40? no: all kept.
+        XCTAssertEqual(window.trimmed(turns, render: render), turns)
+        let tight = ChatWindow(contextTokens: 20, replyTokens: 10, tokensPerByte: 1)
+        XCTAssertEqual(tight.trimmed(turns, render: render), [Turn(.system, "sys"), Turn(.user, "last")])
+        let never = ChatWindow(contextTokens: 1, replyTokens: 10, tokensPerByte: 1)
+        XCTAssertEqual(never.trimmed(turns, render: render).last, Turn(.user, "last")) // the newest message stays
     }
 
     final class Scripted: Generator {

@@ -16,7 +16,6 @@ import dev.mobq.core.BenchOptions
 import dev.mobq.core.BenchResult
 import dev.mobq.core.BenchmarkLoop
 import dev.mobq.core.DeviceContract
-import dev.mobq.core.PromptSet
 import dev.mobq.core.SustainedRun
 import dev.mobq.core.SustainedSampler
 import dev.mobq.core.resultsToJson
@@ -123,14 +122,16 @@ class BenchmarkActivity : Activity() {
             val summaries = BenchmarkLoop(chosen.warmup, chosen.repetitions).run(prompts, engine) { prompt, index, total, measured ->
                 say("${prompt.id}: run $index/$total${if (measured) "" else " (warm-up)"}")
             }
-            val sustained = if (chosen.sustainedS > 0) sustained(engine, model, platform, chosen) else null
+            // The sustained run decodes the set's first prompt; its series goes with that prompt's result.
+            val sustainedPrompt = promptSet.prompts.first()
+            val sustained = if (chosen.sustainedS > 0) sustained(engine, model.manifest.prompt(sustainedPrompt.text), model, platform, chosen) else null
             val memory = platform.procMemory()
             say("peak RSS ${"%.0f".format(memory.peakRssMb)} MB, PSS ${"%.0f".format(platform.pssMb())} MB")
             val now = OffsetDateTime.now(ZoneOffset.UTC).withNano(0).format(DateTimeFormatter.ISO_OFFSET_DATE_TIME)
-            val results = summaries.mapIndexed { index, summary ->
+            val results = summaries.map { summary ->
                 say("${summary.prompt.id}: prefill ${"%.1f".format(summary.prefillTokensPerSec.median)} tok/s, decode ${"%.2f".format(summary.decodeTokensPerSec.median)} tok/s, TTFT ${"%.0f".format(summary.ttftMs.median)} ms")
-                // The sustained series belongs to the run as a whole: attach it to the first result.
-                BenchResult.fromMeasurement(model.manifest, platform.device(), summary, engine.loadMs, memory.peakRssMb, now, if (index == 0) sustained else null, promptSet.name)
+                val series = sustained.takeIf { summary.prompt.id == sustainedPrompt.id }
+                BenchResult.fromMeasurement(model.manifest, platform.device(), summary, engine.loadMs, memory.peakRssMb, now, series, promptSet.name)
             }
             return write(results, chosen)
         } finally {
@@ -138,10 +139,9 @@ class BenchmarkActivity : Activity() {
         }
     }
 
-    private fun sustained(engine: Engine, model: InstalledModel, platform: Platform, chosen: BenchOptions): dev.mobq.core.Sustained {
+    private fun sustained(engine: Engine, prompt: String, model: InstalledModel, platform: Platform, chosen: BenchOptions): dev.mobq.core.Sustained {
         say("sustained: decoding for ${chosen.sustainedS} s, a sample every ${chosen.intervalS} s")
         val sampler = SustainedSampler(chosen.sustainedS.toDouble(), chosen.intervalS.toDouble(), platform.clock, platform.thermal, platform.memory)
-        val prompt = model.manifest.prompt(PromptSet.DEFAULT.prompts.first().text)
         val series = SustainedRun(sampler, prompt, model.manifest.maxContextLen).run(engine)
         series.samples.lastOrNull()?.let { say("sustained: last ${"%.2f".format(it.tokensPerSec)} tok/s, thermal ${it.thermal}") }
         return series

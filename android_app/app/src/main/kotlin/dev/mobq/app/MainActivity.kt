@@ -17,7 +17,6 @@ import android.widget.TextView
 import dev.mobq.core.GenerationStats
 import dev.mobq.core.Role
 import dev.mobq.core.Turn
-import org.pytorch.executorch.extension.llm.LlmCallback
 import java.util.concurrent.Executors
 
 /**
@@ -103,24 +102,18 @@ class MainActivity : Activity() {
             val format = model.manifest.chatFormat
             val prompt = format?.render(turns, think = false) ?: message
             val answer = StringBuilder()
-            var stats: GenerationStats? = null
-            val callback = object : LlmCallback {
-                override fun onResult(result: String) {
-                    answer.append(result)
-                    main.post { transcript.append(result); scroll.fullScroll(ScrollView.FOCUS_DOWN) }
-                }
-
-                override fun onStats(statsJson: String) {
-                    stats = runCatching { GenerationStats.fromExecuTorchJson(statsJson) }.getOrNull()
-                }
+            val stats = current.chat(prompt) { token ->
+                answer.append(token)
+                main.post { transcript.append(token); scroll.fullScroll(ScrollView.FOCUS_DOWN) }
             }
-            current.chat(prompt, callback)
             turns += Turn(Role.ASSISTANT, answer.toString())
             trimHistory(model, stats)
             main.post {
                 stats?.let { status.text = "prompt ${it.promptTokens} tok · ${"%.0f".format(it.prefillTokensPerSec)} tok/s prefill · ${"%.1f".format(it.decodeTokensPerSec)} tok/s decode" }
             }
         } catch (error: Exception) {
+            // A turn that failed (e.g. a prompt past the context) must not poison the next one.
+            if (turns.lastOrNull()?.role == Role.USER) turns.removeAt(turns.lastIndex)
             main.post { status.text = error.message }
         } finally {
             main.post { send.isEnabled = true; stop.isEnabled = false }

@@ -243,6 +243,8 @@ data class BenchResult(
                     notes["bundle_prompt_tokens"] = expected
                     if (expected != summary.promptTokens) notes["tokenizer_mismatch"] = "the phone counted ${summary.promptTokens} prompt tokens, the export's tokenizer $expected"
                 }
+                // Worded as `mobq bench` words it (toolchain/mobq/bench.py).
+                if (summary.timerFloor) notes["timer_floor"] = "an interval was under the runner's 1 ms resolution"
             },
         )
 

@@ -1,8 +1,11 @@
 package dev.mobq.core
 
-/** Runs one generation from a fresh context; the app adapts ExecuTorch's LlmModule to it. */
+/**
+ * Runs one generation of `rendered` (the prompt in the model's chat format) from a fresh
+ * context, at most `prompt.maxNewTokens` tokens; the app adapts ExecuTorch's LlmModule to it.
+ */
 fun interface Generator {
-    fun generate(prompt: String, maxNewTokens: Int): GenerationStats
+    fun generate(prompt: BenchPrompt, rendered: String): GenerationStats
 }
 
 /** A prompt's measured repetitions, summarised. Warm-up runs are not in it. */
@@ -15,6 +18,7 @@ data class PromptSummary(
     val decodeTokensPerSec: Spread,
     val warmup: Int,
     val repetitions: Int,
+    val timerFloor: Boolean = false, // a measured run had an interval under the runner's clock unit
 )
 
 /**
@@ -41,7 +45,7 @@ class BenchmarkLoop(val warmup: Int = 1, val repetitions: Int = 3) {
         val total = warmup + repetitions
         val runs = (0 until total).map { index ->
             listener.onRun(prompt, index + 1, total, measured = index >= warmup)
-            generator.generate(text, prompt.maxNewTokens)
+            generator.generate(prompt, text)
         }.drop(warmup)
         val promptTokens = runs.map { it.promptTokens }.distinct()
         if (promptTokens.size != 1) {
@@ -57,6 +61,7 @@ class BenchmarkLoop(val warmup: Int = 1, val repetitions: Int = 3) {
             decodeTokensPerSec = Spread.of(runs.map { it.decodeTokensPerSec }),
             warmup = warmup,
             repetitions = repetitions,
+            timerFloor = runs.any { it.timerFloor },
         )
     }
 }

@@ -9,12 +9,12 @@ class BenchmarkLoopTest {
     private class Scripted(private val decode: List<Double>, private val promptTokens: List<Int> = emptyList()) : Generator {
         val prompts = mutableListOf<String>()
 
-        override fun generate(prompt: String, maxNewTokens: Int): GenerationStats {
+        override fun generate(prompt: BenchPrompt, rendered: String): GenerationStats {
             val i = prompts.size
-            prompts += prompt
+            prompts += rendered
             return GenerationStats(
                 promptTokens = promptTokens.getOrElse(i) { 10 },
-                generatedTokens = maxNewTokens,
+                generatedTokens = prompt.maxNewTokens,
                 ttftMs = 100.0 + i,
                 prefillTokensPerSec = 50.0 * (i + 1),
                 decodeTokensPerSec = decode[i],

@@ -1,8 +1,10 @@
 package dev.mobq.core
 
 import org.junit.Test
+import java.io.File
 import kotlin.test.assertEquals
 import kotlin.test.assertFailsWith
+import kotlin.test.assertTrue
 
 class StatsTest {
     @Test
@@ -12,34 +14,39 @@ class StatsTest {
         assertEquals(Spread(5.0, 5.0, 5.0), Spread.of(listOf(5.0)))
     }
 
-    // The shape of ExecuTorch's stats JSON (LlmCallback.onStats; extension/llm/runner/stats.h).
-    private val stats = """
-        {"prompt_tokens":100,"generated_tokens":50,"model_load_start_ms":0,"model_load_end_ms":0,
-         "inference_start_ms":10000,"token_encode_end_ms":10005,"model_execution_start_ms":10005,
-         "model_execution_end_ms":12490,"prompt_eval_end_ms":10500,"first_token_ms":10520,
-         "inference_end_ms":12500,"aggregate_sampling_time_ms":30,"SCALING_FACTOR_UNITS_PER_SECOND":1000}
-    """.trimIndent()
-
+    /** The golden runner-stats cases shared with mobq.stats (Python) and RunnerStats.swift. */
     @Test
-    fun executorchStatsGiveTtftPrefillAndDecodeRates() {
-        val parsed = GenerationStats.fromExecuTorchJson(stats)
-        assertEquals(100, parsed.promptTokens)
-        assertEquals(50, parsed.generatedTokens)
-        assertEquals(520.0, parsed.ttftMs, 1e-9)
-        assertEquals(200.0, parsed.prefillTokensPerSec, 1e-9) // 100 tokens in 0.5 s
-        assertEquals(25.0, parsed.decodeTokensPerSec, 1e-9) // 50 tokens in 2.0 s
+    fun goldenRunnerStatsGiveTheSameFiguresAsPythonAndSwift() {
+        val cases = File(Golden.dir, "runner-stats").listFiles { f -> f.name.endsWith(".json") }!!.sortedBy { it.name }
+        assertTrue(cases.size >= 5, "expected the shared golden cases, found ${cases.size}")
+        for (file in cases) {
+            val case = Json.parseObject(file.readText(), file.name)
+            val stats = case.obj("stats").toMap()
+            val expected = case.obj("expected")
+            val json = org.json.JSONObject(stats).toString()
+            if (expected.has("error")) {
+                val error = assertFailsWith<ContractError>(file.name) { RunnerStats.figures(json) }
+                assertTrue(expected.string("error") in error.message!!, "${file.name}: ${error.message}")
+                continue
+            }
+            val got = RunnerStats.figures(json)
+            assertEquals(expected.int("prompt_tokens"), got.promptTokens, file.name)
+            assertEquals(expected.int("generated_tokens"), got.generatedTokens, file.name)
+            assertEquals(expected.double("ttft_ms"), got.ttftMs, 1e-9 * expected.double("ttft_ms"), file.name)
+            assertEquals(expected.double("prefill_tokens_per_sec"), got.prefillTokensPerSec, 1e-9 * expected.double("prefill_tokens_per_sec"), file.name)
+            assertEquals(expected.double("decode_tokens_per_sec"), got.decodeTokensPerSec, 1e-9 * expected.double("decode_tokens_per_sec"), file.name)
+            assertEquals(expected.bool("timer_floor"), got.timerFloor, file.name)
+        }
     }
 
     @Test
-    fun zeroDurationIsAnErrorNotInfinity() {
-        val instant = stats.replace("\"prompt_eval_end_ms\":10500", "\"prompt_eval_end_ms\":10000")
-        assertFailsWith<ContractError> { GenerationStats.fromExecuTorchJson(instant) }
-    }
-
-    @Test
-    fun missingStatsFieldIsNamed() {
-        val error = assertFailsWith<ContractError> { GenerationStats.fromExecuTorchJson("{\"prompt_tokens\":1}") }
-        assertEquals("missing field 'inference_start_ms'", error.message)
+    fun timerFloorReachesTheResultNotes() {
+        val manifest = ModelManifest.parse(Golden.text("manifest.json"))
+        val one = Spread(1.0, 1.0, 1.0)
+        val summary = PromptSummary(BenchPrompt("short", "hi", 8), 3, 8, one, one, one, 0, 1, timerFloor = true)
+        val device = DeviceInfo("android", "phone", "Android 15", mapOf("executorch" to "1.5.1"))
+        val result = BenchResult.fromMeasurement(manifest, device, summary, 1.0, 1.0, "2026-12-06T00:00:00+00:00")
+        assertEquals("an interval was under the runner's 1 ms resolution", result.notes["timer_floor"])
     }
 
     @Test
