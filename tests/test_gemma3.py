@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 
-from conftest import export
+from conftest import export, shared_tokenizer
 from mobq import runtime, tinylm, untie
 from mobq.checkpoint import CheckpointReader
 from mobq.families import FAMILIES, family_for_config, supported_architectures
@@ -253,6 +253,78 @@ def test_multimodal_checkpoint_exports_its_text_decoder_in_8da4w(gemma_text_only
     assert manifest.image is None
 
 
+# --- issue 24: the real 262208-token vocabulary in 8da4w -----------------------------------
+
+# verify refused this checkpoint's correct 8da4w program (10.8 dB min, top-1 60 %): with a
+# real vocabulary the eager reference takes verify's lean path, which dropped Gemma's
+# sqrt(hidden) embedding scale. Transformers' default init: norm weights 0, i.e. scale 1.
+REAL_VOCAB_CTX = 128
+REAL_VOCAB_TEXT = {
+    "hidden_size": 64,
+    "intermediate_size": 192,
+    "num_hidden_layers": 3,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 2,
+    "head_dim": 32,
+    "query_pre_attn_scalar": 32,
+    "sliding_window": 16,
+    "layer_types": ["sliding_attention", "sliding_attention", "full_attention"],
+    "vocab_size": 262208,
+}
+
+
+def build_real_vocab_gemma(out: Path) -> Path:
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    tokenizer = shared_tokenizer("gemma3")
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        **REAL_VOCAB_TEXT, bos_token_id=2, eos_token_id=[1, 106], pad_token_id=0
+    )
+    config.architectures = ["Gemma3ForCausalLM"]
+    Gemma3ForCausalLM(config).save_pretrained(str(out))
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (out / name).write_bytes((tokenizer / name).read_bytes())
+    return out
+
+
+@pytest.fixture(scope="module")
+def gemma_real_vocab_8da4w(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("gemma-real-vocab")
+    model = build_real_vocab_gemma(root / "model")
+    return model, *export(model, root / "8da4w", scheme="8da4w", ctx=REAL_VOCAB_CTX)
+
+
+@pytest.mark.slow
+def test_real_vocabulary_8da4w_export_passes_a_gate_that_compares_like_with_like(
+    gemma_real_vocab_8da4w,
+) -> None:
+    from mobq import hfmodel, verify
+
+    model, out, manifest = gemma_real_vocab_8da4w
+    verification = manifest.verification
+    assert verification["reference"].startswith("eager 8da4w model")
+    # 32.9 dB min here; 10.8-11.3 dB against the reference without the embedding scale
+    assert verification["passed"] and verification["sqnr_db_min"] >= 25
+    assert REAL_VOCAB_TEXT["vocab_size"] > verify.LEAN_ROWS  # the lean reference was used
+    # Like with like: the program is as far from the float model as eager 8da4w is (the
+    # 8da4w noise of this 64-wide model is large: ~9 dB mean, its own figure, not a bug).
+    paths = {stage.name: stage.detail.get("path") for stage in manifest.stages}
+    floats = hfmodel.load_causal_lm(Path(paths["untie"]))
+    reference = verify.load_reference(Path(paths["quantize"]))
+    method = runtime.load_program(out / "model.pte").load_method("forward")
+    program_vs_float, eager_vs_float = [], []
+    for ids in prompt_token_ids(model, None, 2):
+        prefill, decode = ids[:-4], ids[-4:]
+        got = torch.stack(verify.pte_step_logits(method, prefill, decode))
+        want = verify.reference_logits(floats, ids)[len(prefill) - 1 :]
+        eager = verify.reference_logits(reference, ids)[len(prefill) - 1 :]
+        program_vs_float.append(sqnr_db(want, got))
+        eager_vs_float.append(sqnr_db(want, eager))
+    gap = [abs(p - e) for p, e in zip(program_vs_float, eager_vs_float, strict=True)]
+    assert max(gap) < 1.0, (program_vs_float, eager_vs_float)
+
+
 # --- multimodal: vision encoder + token embedding + text decoder (issue 9) ----------------
 
 
@@ -336,19 +408,57 @@ def test_run_with_an_image_through_the_multimodal_runner(gemma_multimodal, tmp_p
     assert absent.exit_code == 2 and "no such image" in absent.output
 
 
-def test_quantized_gemma_loads_with_its_embedding_scale(tiny_gemma: Path, tmp_path: Path) -> None:
-    """transformers 5.23 leaves embed_scale at 0 for torchao checkpoints; mobq restores it."""
-    from mobq import hfmodel, quantize
+@pytest.fixture(scope="module")
+def tiny_gemma_untied_8da4w(tiny_gemma: Path, tmp_path_factory: pytest.TempPathFactory):
+    """(untied float checkpoint, its 8da4w checkpoint): what verify's reference loads."""
+    from mobq import quantize
     from mobq.schemes import QuantOptions
 
-    untied = untie.run(tiny_gemma, tmp_path / "untied").path
-    quantized = quantize.run(untied, tmp_path / "q", "8da4w", QuantOptions(32, False), []).path
+    root = tmp_path_factory.mktemp("gemma-q")
+    untied = untie.run(tiny_gemma, root / "untied").path
+    quantized = quantize.run(untied, root / "q", "8da4w", QuantOptions(32, False), []).path
+    return untied, quantized
+
+
+def test_quantized_gemma_loads_with_its_embedding_scale(tiny_gemma_untied_8da4w) -> None:
+    """transformers 5.23 leaves embed_scale at 0 for torchao checkpoints; mobq restores it."""
+    from mobq import hfmodel
+
+    untied, quantized = tiny_gemma_untied_8da4w
     model = hfmodel.load_causal_lm(quantized)
     assert float(model.model.embed_tokens.embed_scale) == SPEC.hidden_size**0.5
     reference = hfmodel.load_causal_lm(untied)
     tokens = torch.randint(0, 500, (1, 16), generator=torch.Generator().manual_seed(2))
     with torch.no_grad():
         assert sqnr_db(reference(tokens).logits, model(tokens).logits) > 10
+
+
+def test_lean_reference_keeps_the_embedding_scale(
+    tiny_gemma_untied_8da4w, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """verify's lean reference swaps only the lookup: Gemma's sqrt(hidden) scale stays.
+
+    Real vocabularies (262208 rows) take the lean path; replacing the scaled embedding's
+    whole forward dropped the scale, and verify refused a correct Gemma .pte (issue 24).
+    """
+    from mobq import hfmodel, verify
+
+    _, quantized = tiny_gemma_untied_8da4w
+    plain = hfmodel.load_causal_lm(quantized)
+    monkeypatch.setattr(verify, "LEAN_ROWS", 8)  # the tiny vocab takes the lean path
+    lean = verify.lean_reference(hfmodel.load_causal_lm(quantized))
+    tokens = torch.tensor([list(range(3, 40))])
+    with torch.no_grad():
+        want = plain(tokens, output_hidden_states=True)
+        got = lean(tokens, output_hidden_states=True)
+    # per hidden state; the embeddings (state 0) were 1/8 of the truth before: 1.2 dB
+    states = [sqnr_db(w, g) for w, g in zip(want.hidden_states, got.hidden_states, strict=True)]
+    assert min(states) > 100, states
+    torch.testing.assert_close(got.logits, want.logits)
+    # still lean (the table is not dequantized whole), still Gemma's class
+    embed = lean.model.embed_tokens
+    assert isinstance(embed, verify.LeanEmbedding)
+    assert isinstance(embed, type(plain.model.embed_tokens))
 
 
 @pytest.mark.slow

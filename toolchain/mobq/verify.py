@@ -104,6 +104,8 @@ def lean_reference(model: torch.nn.Module) -> torch.nn.Module:
     torchao dequantizes a weight whole on every call: for Qwen3's 151936-row embedding and
     lm_head that is 1.2 GB of fp32 per forward. The embedding dequantizes only the rows it
     gathers and lm_head works in row blocks: the same values, a fraction of the memory.
+    Only the table lookup and the matmul are replaced; what a subclass adds around them
+    (Gemma's sqrt(hidden) embedding scale) still runs.
     """
     from torchao.quantization import IntxUnpackedToInt8Tensor
 
@@ -114,10 +116,32 @@ def lean_reference(model: torch.nn.Module) -> torch.nn.Module:
         if weight.block_size[0] != 1:  # a block spanning rows cannot be split by rows
             continue
         if isinstance(module, torch.nn.Embedding) and module.max_norm is None:
-            module.forward = functools.partial(_embedding_rows, weight)  # type: ignore[method-assign]
-        elif isinstance(module, torch.nn.Linear):
+            module.__class__ = _lean_embedding_class(type(module))
+        elif type(module).forward is torch.nn.Linear.forward:  # a subclass's own forward stays
             module.forward = functools.partial(_linear_by_rows, module)  # type: ignore[method-assign]
     return model
+
+
+class LeanEmbedding(torch.nn.Embedding):
+    """nn.Embedding whose lookup dequantizes only the gathered rows of a torchao table."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return _embedding_rows(self.weight, input)
+
+
+@functools.cache
+def _lean_embedding_class(cls: type[torch.nn.Embedding]) -> type[torch.nn.Embedding]:
+    """`cls` with LeanEmbedding's lookup where `cls` reaches nn.Embedding's.
+
+    Replacing a subclass's forward would drop its own work: Gemma's scaled embedding
+    multiplies the lookup by sqrt(hidden), and without it the reference fell to 1.2 dB at
+    the embeddings. Mixed in below `cls`, LeanEmbedding is what `cls`'s super().forward()
+    calls (MRO: Lean<cls>, cls, LeanEmbedding, nn.Embedding). A subclass that never calls
+    super().forward() keeps its own lookup: whole-table dequantization, but correct.
+    """
+    if cls is torch.nn.Embedding:
+        return LeanEmbedding
+    return type(f"Lean{cls.__name__}", (cls, LeanEmbedding), {})
 
 
 def _embedding_rows(weight: Any, ids: torch.Tensor) -> torch.Tensor:
