@@ -58,7 +58,7 @@ def files_to_upload(directory: Path) -> list[Path]:
 
 def _card(directory: Path, repo_id: str) -> bytes | None:
     """The card rendered for this repo when mobq made the checkpoint, else the README as is."""
-    from mobq import modelcard
+    from mobq.server import modelcard
 
     if (Path(directory) / modelcard.RECORD_FILE).is_file():
         return modelcard.render(directory, repo_id=repo_id).encode("utf-8")

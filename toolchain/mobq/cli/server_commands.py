@@ -89,7 +89,7 @@ def bench_gpu(
     mobq bench-gpu exports/qwen3-8b-int4 --baseline ~/models/Qwen3-8B --save
     mobq bench-gpu qwen3-8b --random-weights --json
     """
-    from mobq import gpu_bench
+    from mobq.server import gpu_bench
 
     options = gpu_bench.BenchSettings(**settings)
     gpu_bench.require_cuda()
@@ -105,8 +105,9 @@ def bench_gpu(
 
 def _random_pair(recipe: str, workdir: Path, tokenizer: Path | None) -> tuple[Path, Path]:
     """bf16 random checkpoint and its int4-hqq quantization, reused when already built."""
-    from mobq import gpu_bench, untie
     from mobq import quantize as quantize_stage
+    from mobq import untie
+    from mobq.server import gpu_bench
 
     bf16 = workdir / f"{recipe}-bf16"
     int4 = workdir / f"{recipe}-int4-hqq"
