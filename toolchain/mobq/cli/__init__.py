@@ -86,16 +86,18 @@ def cli(debug: bool, quiet: bool) -> None:
     if not debug:
         runtime.quiet_libraries()
     _interrupt_on_sigterm()
-    if not quiet:
-        from mobq import progress
+    from mobq import progress
 
-        progress.set_reporter(progress.RichReporter())
+    # Set either way: a process that runs several commands (tests, notebooks) must not keep
+    # the previous command's reporter.
+    progress.set_reporter(progress.SilentReporter() if quiet else progress.RichReporter())
 
 
 # Each module adds its commands to `cli`; one line here per command module.
 from mobq.cli import (  # noqa: E402, F401
     app_commands,
     export_commands,
+    hub_commands,
     runtime_commands,
     server_commands,
     sweep_commands,
