@@ -73,15 +73,31 @@ def _print_bundle(result) -> None:
     fits = Table(
         title=f"memory: program {need['program_mb']} MB + KV cache {need['kv_cache_mb']} MB + runtime {need['runtime_mb']} MB = {need['total_mb']} MB"
     )
-    for column in ("phone class", "e.g.", "app budget MB", "fits"):
+    projected = {p["phone"]: p for p in result.projections}
+    columns = ["phone class", "e.g.", "app budget MB", "fits"]
+    if projected:
+        columns.append("decode tok/s (projected)")
+        fits.caption = (
+            "decode tok/s: a projection, not a measurement: memory bandwidth x efficiency / bytes "
+            "read per token, empty to full context (docs/apps.md)"
+        )
+    for column in columns:
         fits.add_column(column)
     for fit in result.fits:
-        fits.add_row(
+        row = [
             fit.phone,
             fit.example,
             f"{fit.budget_mb:.0f}",
             "[green]yes[/]" if fit.fits else "[red]no[/]",
-        )
+        ]
+        if projected:
+            p = projected.get(fit.phone)
+            row.append(
+                f"~{p['decode_tokens_per_sec']:.0f}-{p['decode_tokens_per_sec_full_ctx']:.0f}"
+                if p
+                else "-"
+            )
+        fits.add_row(*row)
     out.print(fits)
 
 
