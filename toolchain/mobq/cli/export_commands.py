@@ -332,3 +332,79 @@ def convert(model: str, out: Path, force: bool) -> None:
     fsutil.prepare_output_dir(out, force=force)
     result = convert_stage.run(source.resolve(model).path, out)
     click.echo(f"{result.tensors} tensors ({result.family}) and params.json written to {out}")
+
+
+# ---------------------------------------------------------------- stage cache
+
+
+@cli.group()
+def cache() -> None:
+    """See and prune the stage cache (MOBQ_CACHE, default ~/.cache/mobq).
+
+    \b
+    mobq cache ls
+    mobq cache prune --older-than 30       entries finished more than 30 days ago
+    mobq cache prune --stage export --dry-run
+    mobq cache prune --all
+    """
+
+
+@cache.command("ls")
+@click.option("--json", "as_json", is_flag=True)
+def cache_ls(as_json: bool) -> None:
+    """Each cached entry: what it is, its size and age, largest first."""
+    import time
+
+    from mobq import cache as cache_mod
+
+    found = cache_mod.entries()
+    if as_json:
+        print_json([e.to_dict() for e in found])
+        return
+    from rich.table import Table
+
+    total = sum(e.bytes for e in found)
+    table = Table(title=f"{cache_mod.cache_root()}: {len(found)} entries, {total / 1e9:.2f} GB")
+    for column in ("kind", "MB", "age", "what", "path"):
+        table.add_column(column, justify="right" if column in ("MB", "age") else "left")
+    now = time.time()
+    for e in found:
+        table.add_row(
+            e.kind if e.complete else f"[yellow]{e.kind}[/]",
+            f"{e.bytes / 1e6:.1f}",
+            _age(now - e.modified),
+            e.detail,
+            e.path.name,
+        )
+    console().print(table)
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+@cache.command("prune")
+@click.option("--older-than", "older_than", type=float, metavar="DAYS", help="Finished longer ago.")
+@click.option("--stage", "kind", metavar="NAME", help="One kind: untie, quantize, export, ...")
+@click.option("--all", "everything", is_flag=True, help="Everything in the cache.")
+@click.option("--dry-run", is_flag=True, help="Say what would go, remove nothing.")
+@click.option("--json", "as_json", is_flag=True)
+def cache_prune(
+    older_than: float | None, kind: str | None, everything: bool, dry_run: bool, as_json: bool
+) -> None:
+    """Remove cached entries (and always the leftovers of interrupted runs); a later export
+    rebuilds what it needs."""
+    from mobq import cache as cache_mod
+
+    removed = cache_mod.prune(
+        older_than_days=older_than, kind=kind, everything=everything, dry_run=dry_run
+    )
+    if as_json:
+        print_json({"dry_run": dry_run, "removed": [e.to_dict() for e in removed]})
+        return
+    verb = "would remove" if dry_run else "removed"
+    size = sum(e.bytes for e in removed)
+    click.echo(f"{verb} {len(removed)} entries, {size / 1e9:.2f} GB")
