@@ -154,6 +154,52 @@ def test_what_counts_as_a_repo_id(ref: str, expected: bool) -> None:
     assert hub.is_repo_id(ref) is expected
 
 
+def test_a_missing_export_under_a_local_folder_is_not_taken_for_a_repo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "exports").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert not hub.is_repo_id("exports/qwen3-typo")
+    result = CliRunner().invoke(cli, ["--quiet", "run", "exports/qwen3-typo", "-p", "x"])
+    assert result.exit_code == 2 and "no manifest at exports/qwen3-typo" in result.output
+
+
+def test_downloads_announce_their_size_then_count_bytes(
+    fake_hub: FakeHub, export_with_bench: Path
+) -> None:
+    from contextlib import contextmanager
+
+    from mobq import progress
+
+    class Recorder(progress.SilentReporter):
+        def __init__(self) -> None:
+            self.lines: list[str] = []
+            self.tasks: list[tuple[str, int | None, str, list[int]]] = []
+
+        def info(self, message: str) -> None:
+            self.lines.append(message)
+
+        @contextmanager
+        def task(self, description: str, total: int | None, unit: str = ""):
+            steps: list[int] = []
+            self.tasks.append((description, total, unit, steps))
+            yield steps.append
+
+    upload.run(export_with_bench, REPO)
+    recorder = Recorder()
+    progress.set_reporter(recorder)
+    try:
+        path = hub.fetch_export(REPO)
+    finally:
+        progress.set_reporter(progress.SilentReporter())
+    size = sum(p.stat().st_size for p in path.iterdir())
+    (announced,) = [line for line in recorder.lines if line.startswith(REPO)]
+    assert f"{len(list(path.iterdir()))} files, {hub.human_size(size)}" in announced
+    description, total, unit, steps = recorder.tasks[0]
+    assert description == f"downloading {REPO}" and unit == "B"
+    assert total == size == sum(steps)  # the total came first, then the bytes as they arrived
+
+
 def test_an_existing_directory_is_never_taken_for_a_repo(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -23,6 +23,8 @@ def is_repo_id(ref: str) -> bool:
 
     if ref.startswith((".", "/", "~")) or Path(ref).expanduser().exists() or ref.count("/") != 1:
         return False
+    if Path(ref.split("/")[0]).is_dir():  # exports/typo: a missing local export, not a repo
+        return False
     try:
         validate_repo_id(ref)
     except HFValidationError:
