@@ -52,8 +52,10 @@ def make_api(token: str) -> Any:
     return HfApi(token=token)
 
 
-def _export_files(directory: Path) -> tuple[list[str], str]:
-    """The manifest's files (checked) and manifest.json, and the card rendered for the repo."""
+def _export_files(directory: Path) -> tuple[list[str], list[dict[str, Any]]]:
+    """The manifest's files (sha256-checked), manifest.json and bench.json when present, and
+    the bench results for the card."""
+    from mobq.card import BENCH_FILE
     from mobq.manifest import MANIFEST, load_manifest
 
     hub.check_export(directory, str(directory))
@@ -63,8 +65,6 @@ def _export_files(directory: Path) -> tuple[list[str], str]:
             f"{directory} did not pass verification; only verified exports are published"
         )
     names = [entry.path for entry in manifest.files] + [MANIFEST]
-    from mobq.card import BENCH_FILE
-
     bench = _bench_results(directory / BENCH_FILE)
     if bench:
         names.append(BENCH_FILE)
