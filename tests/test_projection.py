@@ -85,3 +85,18 @@ def test_bundle_prints_the_projection_per_phone_class(export_tied_8da4w, tmp_pat
     assert (
         human.exit_code == 0 and "projected" in human.output and "not a measurement" in human.output
     )
+
+
+def test_the_size_estimate_matches_a_real_full_size_export() -> None:
+    """docs/performance.md: `mobq export qwen3-0.6b --random-weights --ctx 512` gave a 492.9 MB
+    .pte whose int8 embedding table is 155.6 MB. The recipe estimate (what `models --phone` and
+    the calibration use) must agree with what an export reads, or calibrating on estimates and
+    projecting exports would measure two different things."""
+    from mobq.recipes import get_recipe
+
+    recipe = get_recipe("qwen3-0.6b")
+    shape = projection.ModelShape.from_architecture(
+        recipe.name, recipe.architecture, "8da4w", 32, 512
+    )
+    assert shape.program_bytes / 1e6 == pytest.approx(492.9, rel=0.02)
+    assert shape.embedding_bytes / 1e6 == pytest.approx(155.6, rel=0.01)
