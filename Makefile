@@ -5,13 +5,14 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.mobq-installed
 DEMO_OUT ?= exports/demo-qwen3-tiny-8da4w-ctx256
 
-.PHONY: help setup demo test test-fast lint format clean
+.PHONY: help setup demo test test-fast wheel-check lint format clean
 .PHONY: android-core-test android-engine-compile android-bundle ios-bundle
 
 help:
 	@echo "make setup  - create .venv with the pinned toolchain (torch 2.13.0 CPU, executorch 1.5.1, torchao 0.18.0)"
 	@echo "make demo   - build a tiny bundled model offline, export, verify, run and benchmark it"
-	@echo "make test   - the whole test suite"
+	@echo "make test   - the whole test suite, with the wheel check"
+	@echo "make wheel-check - build the wheel, install it non-editable in a fresh venv, run it from outside the checkout"
 	@echo "make lint   - ruff"
 	@echo "make android-core-test - compile and unit-test the Android app's Kotlin core (kotlinc + JUnit), compile its engine layer against ExecuTorch API stubs"
 	@echo "make android-bundle / ios-bundle - copy the demo export into the sample apps"
@@ -33,8 +34,12 @@ demo: setup
 # run-wide models and exports are built once and shared (tests/conftest.py build_once).
 PYTEST := $(BIN)/python -m pytest -q -n 2 --dist loadfile --durations=20
 
-test: setup android-core-test
+test: setup android-core-test wheel-check
 	$(PYTEST)
+
+# What `pip install mobq` gives a user: packaged recipes, the console script, a tiny export.
+wheel-check: setup
+	.ci/wheel-check $(BIN)/python
 
 test-fast: setup
 	$(PYTEST) -m "not slow"

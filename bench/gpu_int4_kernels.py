@@ -5,7 +5,7 @@ torchao's tile_packed_to_4d), FBGEMM's CUTLASS mixed-input GEMM on preshuffled i
 (`bf16i4bf16_shuffled`), mobq's prefill path (dequantize the packed weight, then bf16 cuBLAS;
 `dequant_only` is the dequantization alone), GemLite when installed, and bf16 cuBLAS, side by
 side. Each kernel's output is checked against the dequantized matmul first; the tile-packed ->
-FBGEMM conversion (`mobq.int4_gpu.tinygemm_to_fbgemm`) is checked to recover the int4 values
+FBGEMM conversion (`mobq.server.int4_gpu.tinygemm_to_fbgemm`) is checked to recover the int4 values
 exactly. Times: CUDA-graph replays of 50 calls, median of 10, per call.
 
     PYTHONPATH=toolchain:/tmp/site python bench/gpu_int4_kernels.py OUT_DIR
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from mobq import int4_gpu
+from mobq.server import int4_gpu
 
 GROUP = 128
 # Qwen3-8B: q/o, k/v, gate/up, down, lm_head as (out_features, in_features).

@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from mobq import gpu_bench, quantize
+from mobq import quantize
+from mobq.server import gpu_bench
 
 WORK = Path("/tmp/bench")
 T0 = time.time()

@@ -203,7 +203,7 @@ def measure_llama(args: argparse.Namespace, model: Path) -> dict[str, Any]:
 
 
 def measure_mobq(args: argparse.Namespace) -> dict[str, Any]:
-    from mobq import bench
+    from mobq import benchmark as bench
 
     config = bench.BenchConfig(
         args.prompt_tokens, args.gen_tokens, args.threads, warmup=1, reps=args.reps

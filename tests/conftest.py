@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from filelock import FileLock
 
+from fakehub import fake_hub  # noqa: F401  (the stand-in Hub on 127.0.0.1: tests/fakehub.py)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 TOKENIZERS = SHARED / "fixtures" / "tokenizers"

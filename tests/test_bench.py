@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 
-from mobq import bench
+from mobq import benchmark as bench
 from mobq.cli import cli
 from mobq.errors import InputError
 from mobq.results import BenchResult

@@ -463,7 +463,7 @@ def test_lean_reference_keeps_the_embedding_scale(
 
 @pytest.mark.slow
 def test_bench_reports_image_encode_time(gemma_multimodal) -> None:
-    from mobq import bench
+    from mobq import benchmark as bench
 
     out, _ = gemma_multimodal("8da4w")
     config = bench.BenchConfig(prompt_tokens=8, gen_tokens=4, threads=2, warmup=0, reps=1)

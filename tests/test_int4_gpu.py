@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mobq import int4_gpu
+from mobq.server import int4_gpu
 
 GROUP = 32
 

@@ -10,10 +10,11 @@ import torch
 from click.testing import CliRunner
 
 from conftest import shared_tokenizer
-from mobq import gpu_bench, int4_gpu, modelcard, quantize
+from mobq import quantize
 from mobq.cli import cli
 from mobq.errors import InputError, ResourceError
 from mobq.schemes import SCHEMES, QuantOptions, auto_server_target, check_scheme_name
+from mobq.server import gpu_bench, int4_gpu, modelcard
 
 TOKENS = torch.arange(3, 40).unsqueeze(0)
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the host without CUDA")
@@ -283,7 +284,7 @@ def test_bench_settings_must_be_positive(field: str) -> None:
 
 @no_cuda
 def test_each_model_is_measured_in_a_child_interpreter(int4_cpu: quantize.QuantizeResult) -> None:
-    # The real child runs (`python -m mobq.gpu_bench`) and its failure returns as one line.
+    # The real child runs (`python -m mobq.server.gpu_bench`) and its failure returns as one line.
     with pytest.raises(ResourceError, match=r"benchmark process failed \(exit 1\): \w+"):
         gpu_bench.measure_isolated(int4_cpu.path, gpu_bench.BenchSettings())
 

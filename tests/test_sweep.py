@@ -82,7 +82,7 @@ def test_bench_and_eval_figures_reach_the_summary_and_the_report(swept) -> None:
 
 
 def test_unknown_step_options_are_named() -> None:
-    from mobq import bench
+    from mobq import benchmark as bench
 
     with pytest.raises(InputError, match=r"unknown option.*prompt_len.*allowed: prompt_tokens"):
         sweep._options("bench", bench.BenchConfig, {"prompt_len": 8}, {})

@@ -48,6 +48,7 @@ class PhoneClass:
     example: str
     ram_gb: float
     usable_fraction: float
+    memory_bandwidth_gb_s: float = 0.0  # peak LPDDR bandwidth, for the decode projection
 
     @property
     def budget_bytes(self) -> int:
@@ -95,6 +96,8 @@ class BundleResult:
     files: list[CopiedFile] = field(default_factory=list)
     need: dict[str, float] = field(default_factory=dict)
     fits: list[Fit] = field(default_factory=list)
+    # Per phone class: memory fit and projected decode tok/s (projection.py; not measured).
+    projections: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -201,7 +204,18 @@ def bundle(
             "total_mb": round(need.total_bytes / MB, 1),
         },
         fits=fits,
+        projections=_projections(manifest, target, [f.phone for f in fits]),
     )
+
+
+def _projections(manifest: Manifest, target: Target, names: list[str]) -> list[dict[str, Any]]:
+    from mobq import projection
+
+    if manifest.export.scheme not in projection.SCHEME_BYTES:
+        return []
+    phones = [c for c in phone_classes()[target] if c.name in names]
+    shape = projection.ModelShape.from_manifest(manifest)
+    return [p.to_dict() for p in projection.project_all(shape, phones)]
 
 
 def _copy_checked(manifest: Manifest, export_dir: Path, model_dir: Path) -> list[CopiedFile]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,3 +92,86 @@ def directory_fingerprint(directory: Path) -> str:
                 (str(path.relative_to(directory)), path.stat().st_size, file_digest(path))
             )
     return hashlib.sha256(json.dumps(entries).encode()).hexdigest()
+
+
+# ------------------------------------------------------------------ housekeeping (`mobq cache`)
+
+# What each top-level folder of the cache holds, for `mobq cache ls`.
+KINDS = {"stages": "stage", "random": "random-weights", "demo": "demo model"}
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    path: Path
+    kind: str  # an export stage (untie, quantize, ...), random-weights or demo model
+    bytes: int
+    modified: float  # when the entry was finished (its newest file), seconds since the epoch
+    complete: bool  # a stage without its stage.json marker is a leftover of an interrupted run
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "path": str(self.path)}
+
+
+def entries(root: Path | None = None) -> list[CacheEntry]:
+    """Everything under the cache, largest first."""
+    root = Path(root or cache_root())
+    found = []
+    for folder, kind in KINDS.items():
+        for path in sorted((root / folder).glob("*")) if (root / folder).is_dir() else []:
+            if path.is_dir():
+                found.append(_entry(path, kind))
+    return sorted(found, key=lambda e: e.bytes, reverse=True)
+
+
+def _entry(path: Path, kind: str) -> CacheEntry:
+    files = [p for p in path.rglob("*") if p.is_file()]
+    modified = max((p.stat().st_mtime for p in files), default=path.stat().st_mtime)
+    complete, detail = True, path.name
+    if kind == "stage":
+        marker = path / MARKER
+        complete = marker.is_file()
+        kind = path.name.rsplit("-", 1)[0]
+        if complete:
+            result = json.loads(marker.read_text()).get("result") or {}
+            detail = (
+                ", ".join(
+                    f"{k} {result[k]}" for k in ("scheme", "family", "bytes") if result.get(k)
+                )
+                or path.name
+            )
+        else:
+            detail = "incomplete: left by an interrupted run"
+    return CacheEntry(path, kind, sum(p.stat().st_size for p in files), modified, complete, detail)
+
+
+def prune(
+    *,
+    older_than_days: float | None = None,
+    kind: str | None = None,
+    everything: bool = False,
+    dry_run: bool = False,
+    root: Path | None = None,
+) -> list[CacheEntry]:
+    """Remove the entries selected (incomplete ones always); returns what was (or would be)
+    removed. A later export simply rebuilds what it needs."""
+    import time
+
+    from mobq.errors import InputError
+
+    if not everything and older_than_days is None and kind is None:
+        raise InputError("say what to prune: --older-than DAYS, --stage NAME or --all")
+    if older_than_days is not None and older_than_days < 0:
+        raise InputError(f"--older-than must be >= 0 days, got {older_than_days}")
+    cutoff = time.time() - (older_than_days or 0) * 86400
+    chosen = [
+        e
+        for e in entries(root)
+        if not e.complete
+        or everything
+        or ((kind is None or e.kind == kind) and (older_than_days is None or e.modified <= cutoff))
+    ]
+    if not dry_run:
+        for entry in chosen:
+            fsutil.remove(entry.path)
+    return chosen

@@ -20,7 +20,7 @@ class Reporter(Protocol):
     def info(self, message: str) -> None: ...
 
     def task(
-        self, description: str, total: int | None
+        self, description: str, total: int | None, unit: str = ""
     ) -> contextlib.AbstractContextManager[Callable[[int], None]]: ...
 
 
@@ -35,7 +35,9 @@ class SilentReporter:
         pass
 
     @contextlib.contextmanager
-    def task(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    def task(
+        self, description: str, total: int | None, unit: str = ""
+    ) -> Iterator[Callable[[int], None]]:
         yield lambda n=1: None
 
 
@@ -58,19 +60,25 @@ class RichReporter:
         self.console.print(f"  {message}")
 
     @contextlib.contextmanager
-    def task(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    def task(
+        self, description: str, total: int | None, unit: str = ""
+    ) -> Iterator[Callable[[int], None]]:
         from rich.progress import (
             BarColumn,
+            DownloadColumn,
             MofNCompleteColumn,
             Progress,
             SpinnerColumn,
             TextColumn,
             TimeElapsedColumn,
             TimeRemainingColumn,
+            TransferSpeedColumn,
         )
 
         columns = [SpinnerColumn(), TextColumn("  {task.description}")]
-        if total:
+        if total and unit == "B":  # bytes: "1.2/3.4 GB 25 MB/s" rather than a count
+            columns += [BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn()]
+        elif total:
             columns += [BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
         columns.append(TimeElapsedColumn())
         with Progress(*columns, console=self.console, transient=True) as bar:
@@ -126,9 +134,14 @@ def stage(name: str, detail: str = "") -> Iterator[dict[str, str]]:
 
 
 @contextlib.contextmanager
-def task(description: str, total: int | None = None) -> Iterator[Callable[[int], None]]:
+def task(
+    description: str, total: int | None = None, unit: str = ""
+) -> Iterator[Callable[[int], None]]:
+    """A step with `total` units of work (unit "B": bytes, shown as sizes and a rate)."""
     check_interrupted()
-    with _reporter.task(description, total) as advance:
+    # Reporters written before `unit` existed still work for counted tasks.
+    cm = _reporter.task(description, total, unit) if unit else _reporter.task(description, total)
+    with cm as advance:
 
         def step(n: int = 1) -> None:
             check_interrupted()

@@ -355,7 +355,7 @@ def _write_server_card(
     """Server checkpoints are published as they are: record the recipe and write the card."""
     if scheme.target != "server":
         return None
-    from mobq import modelcard
+    from mobq.server import modelcard
 
     target = options.server_target()
     record = modelcard.QuantRecord.create(

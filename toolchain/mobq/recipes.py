@@ -86,13 +86,16 @@ class Recipe(_Strict):
 
 
 def recipes_dir() -> Path:
-    """export_configs/ of this checkout, or MOBQ_RECIPES for a custom set."""
+    """MOBQ_RECIPES for a custom set, else export_configs/ of this checkout (an editable
+    install), else the copy a wheel ships inside the package (setup.py puts it there)."""
     override = os.environ.get("MOBQ_RECIPES")
     if override:
         return Path(override)
-    packaged = Path(__file__).resolve().parent / "data" / "export_configs"
-    checkout = Path(__file__).resolve().parents[2] / "export_configs"
-    return checkout if checkout.is_dir() else packaged
+    package = Path(__file__).resolve().parent
+    checkout = package.parents[1]
+    if (checkout / "pyproject.toml").is_file() and (checkout / "export_configs").is_dir():
+        return checkout / "export_configs"
+    return package / "data" / "export_configs"
 
 
 def load_recipe_file(path: Path) -> Recipe:

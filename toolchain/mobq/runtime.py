@@ -52,6 +52,26 @@ def check_pte(path: Path) -> Path:
     return path
 
 
+LIBRARIES = (
+    "torchao",
+    "executorch",
+    "transformers",
+    "huggingface_hub",
+    "torch",
+    "torch.utils._pytree",
+)
+
+
+def verbose_libraries() -> None:
+    """`mobq -v`: the libraries' warnings and info logs, and mobq's own, without the
+    tracebacks of --debug. Their progress bars stay off: mobq's own would interleave."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for name in (*LIBRARIES, "mobq"):
+        logging.getLogger(name).setLevel(logging.INFO)
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
 def quiet_libraries() -> None:
     """torchao, ExecuTorch and transformers are chatty at import; users want mobq's lines.
 
@@ -59,14 +79,7 @@ def quiet_libraries() -> None:
     """
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
-    for name in (
-        "torchao",
-        "executorch",
-        "transformers",
-        "huggingface_hub",
-        "torch",
-        "torch.utils._pytree",
-    ):
+    for name in LIBRARIES:
         logging.getLogger(name).setLevel(logging.ERROR)
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     # mobq shows its own progress; the hub's and transformers' tqdm bars would interleave with it.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,36 +92,10 @@ def _local(ref: str, path: Path) -> Source:
 
 
 def download(hub_id: str, revision: str | None) -> Path:
-    """Fetch (or find in the cache) a hub snapshot; honours HF_HUB_OFFLINE."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (
-        GatedRepoError,
-        LocalEntryNotFoundError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
+    """Fetch (or find in the cache) a hub snapshot, its size announced; honours HF_HUB_OFFLINE."""
+    from mobq import hub
 
-    try:
-        return Path(snapshot_download(hub_id, revision=revision, allow_patterns=HUB_PATTERNS))
-    except GatedRepoError as exc:
-        raise ModelNotFound(
-            f"{hub_id} is gated: accept its license on huggingface.co and set HF_TOKEN"
-        ) from exc
-    except RepositoryNotFoundError as exc:
-        raise ModelNotFound(
-            f"hub repository {hub_id} not found (or private without HF_TOKEN)"
-        ) from exc
-    except RevisionNotFoundError as exc:
-        raise ModelNotFound(f"revision {revision} of {hub_id} not found") from exc
-    except LocalEntryNotFoundError as exc:
-        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-        why = "HF_HUB_OFFLINE is set" if offline else "the hub could not be reached"
-        raise ModelNotFound(
-            f"{hub_id} is not in the local Hugging Face cache and {why}; download it once online "
-            "or pass a local directory"
-        ) from exc
-    except OSError as exc:
-        raise ModelNotFound(f"could not download {hub_id}: {exc}") from exc
+    return hub.download(hub_id, revision, allow_patterns=HUB_PATTERNS)
 
 
 def read_config_json(directory: Path) -> dict[str, Any]:

@@ -297,7 +297,8 @@ def _options(step: str, cls: Any, given: dict[str, Any], defaults: dict[str, Any
 
 def _bench_step(job: Job, out: Path) -> dict[str, Any]:
     """`mobq bench` on the cell (fresh process per configuration), saved as OUT/cell/bench.json."""
-    from mobq import bench, fsutil
+    from mobq import benchmark as bench
+    from mobq import fsutil
 
     options = _options(
         "bench", bench.BenchConfig, job.bench,

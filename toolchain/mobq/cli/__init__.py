@@ -70,8 +70,11 @@ class MobqGroup(click.Group):
 @click.group(cls=MobqGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mobq")
 @click.option("--debug", is_flag=True, help="Show tracebacks and library logs.")
+@click.option(
+    "--verbose", "-v", is_flag=True, help="Library warnings and info logs, without tracebacks."
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def cli(debug: bool, quiet: bool) -> None:
+def cli(debug: bool, verbose: bool, quiet: bool) -> None:
     """mobq: a Hugging Face LLM to a verified ExecuTorch .pte for phones.
 
     \b
@@ -79,27 +82,50 @@ def cli(debug: bool, quiet: bool) -> None:
     mobq export qwen3-4b --ctx 1024          download, quantize, export, verify
     mobq export ./my-finetune --scheme fp32  any local checkpoint of a supported family
     mobq run exports/qwen3-4b-8da4w-ctx1024 --prompt "Hello"
+
+    -q: no progress; -v: library logs too; --debug: tracebacks and everything.
+    Shell completion: eval "$(mobq completion bash)" (or zsh, fish) in your shell's rc file.
     """
     from mobq import runtime
 
     runtime.set_debug(debug)
-    if not debug:
+    if verbose and not debug:
+        runtime.verbose_libraries()
+    elif not debug:
         runtime.quiet_libraries()
     _interrupt_on_sigterm()
-    if not quiet:
-        from mobq import progress
+    from mobq import progress
 
-        progress.set_reporter(progress.RichReporter())
+    # Set either way: a process that runs several commands (tests, notebooks) must not keep
+    # the previous command's reporter.
+    progress.set_reporter(progress.SilentReporter() if quiet else progress.RichReporter())
 
 
 # Each module adds its commands to `cli`; one line here per command module.
 from mobq.cli import (  # noqa: E402, F401
     app_commands,
     export_commands,
+    hub_commands,
     runtime_commands,
     server_commands,
     sweep_commands,
 )
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell completion script (click's) for SHELL.
+
+    \b
+    eval "$(mobq completion bash)"     in ~/.bashrc
+    eval "$(mobq completion zsh)"      in ~/.zshrc
+    mobq completion fish > ~/.config/fish/completions/mobq.fish
+    """
+    from click.shell_completion import get_completion_class
+
+    complete = get_completion_class(shell)
+    click.echo(complete(cli, {}, "mobq", "_MOBQ_COMPLETE").source())  # type: ignore[misc]
 
 
 def main() -> None:

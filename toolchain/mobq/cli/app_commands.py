@@ -17,7 +17,7 @@ DEMO_EXPORT = Path("exports/demo-qwen3-tiny-8da4w-ctx256")
 
 @cli.command()
 @click.argument("target", type=click.Choice(["ios", "android"]))
-@click.argument("export_dir", type=click.Path(path_type=Path), default=DEMO_EXPORT)
+@click.argument("export_ref", metavar="[EXPORT_DIR|ORG/NAME]", default=str(DEMO_EXPORT))
 @click.option(
     "--app-dir",
     type=click.Path(path_type=Path),
@@ -30,13 +30,15 @@ DEMO_EXPORT = Path("exports/demo-qwen3-tiny-8da4w-ctx256")
     help="Check against one phone class only (see data/phone_classes.yaml).",
 )
 @click.option("--force", is_flag=True, help="Replace a model already bundled in the app.")
+@click.option("--revision", help="With ORG/NAME: the Hub branch, tag or commit [main].")
 @click.option("--json", "as_json", is_flag=True)
 def bundle(
     target: str,
-    export_dir: Path,
+    export_ref: str,
     app_dir: Path | None,
     phone: str | None,
     force: bool,
+    revision: str | None,
     as_json: bool,
 ) -> None:
     """Copy an export into a sample app and check it fits the phone's memory.
@@ -44,9 +46,12 @@ def bundle(
     \b
     mobq bundle android                                   the demo export
     mobq bundle ios exports/qwen3-0.6b-8da4w-ctx512 --phone iphone-8gb --force
+    mobq bundle android me/qwen3-0.6b-8da4w               a published export
     """
+    from mobq.api import locate
     from mobq.bundle import bundle as run_bundle
 
+    export_dir = locate(export_ref, revision=revision)
     result = run_bundle(target, export_dir, app_dir, phone=phone, force=force)  # type: ignore[arg-type]
     if as_json:
         print_json(result.to_dict())
@@ -68,15 +73,31 @@ def _print_bundle(result) -> None:
     fits = Table(
         title=f"memory: program {need['program_mb']} MB + KV cache {need['kv_cache_mb']} MB + runtime {need['runtime_mb']} MB = {need['total_mb']} MB"
     )
-    for column in ("phone class", "e.g.", "app budget MB", "fits"):
+    projected = {p["phone"]: p for p in result.projections}
+    columns = ["phone class", "e.g.", "app budget MB", "fits"]
+    if projected:
+        columns.append("decode tok/s (projected)")
+        fits.caption = (
+            "decode tok/s: a projection, not a measurement: memory bandwidth x efficiency / bytes "
+            "read per token, empty to full context (docs/apps.md)"
+        )
+    for column in columns:
         fits.add_column(column)
     for fit in result.fits:
-        fits.add_row(
+        row = [
             fit.phone,
             fit.example,
             f"{fit.budget_mb:.0f}",
             "[green]yes[/]" if fit.fits else "[red]no[/]",
-        )
+        ]
+        if projected:
+            p = projected.get(fit.phone)
+            row.append(
+                f"~{p['decode_tokens_per_sec']:.0f}-{p['decode_tokens_per_sec_full_ctx']:.0f}"
+                if p
+                else "-"
+            )
+        fits.add_row(*row)
     out.print(fits)
 
 

@@ -14,12 +14,27 @@ from mobq.cli._common import console, print_json
 
 
 @cli.command()
+@click.option(
+    "--phone",
+    metavar="CLASS",
+    help="Add the memory fit and projected decode tok/s on a phone class (data/phone_classes.yaml).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def models(as_json: bool) -> None:
-    """List the recipes in export_configs/: hub id, defaults and architecture."""
+def models(phone: str | None, as_json: bool) -> None:
+    """List the recipes in export_configs/: hub id, defaults and architecture.
+
+    \b
+    mobq models
+    mobq models --phone iphone-8gb     memory fit and projected decode speed at each recipe's ctx
+    """
     from mobq.families import FAMILIES
     from mobq.recipes import all_recipes
 
+    phone_class = None
+    if phone is not None:
+        from mobq import projection
+
+        phone_class = projection.find_phone(phone)
     rows = []
     for recipe in all_recipes().values():
         # Multimodal checkpoints (Gemma-3) keep the decoder's fields under text_config.
@@ -41,6 +56,8 @@ def models(as_json: bool) -> None:
                 "exportable": family is not None and family.blocked is None,
             }
         )
+        if phone_class is not None:
+            rows[-1]["projection"] = _recipe_projection(recipe, phone_class)
     if as_json:
         print_json(rows)
         return
@@ -60,12 +77,22 @@ def models(as_json: bool) -> None:
         "tied",
         "params",
         "export",
+        *((f"fits {phone}", "decode tok/s") if phone_class else ()),
     ):
         table.add_column(
             column,
-            justify="right" if column in ("ctx", "layers", "hidden", "vocab", "params") else "left",
+            justify="left"
+            if column in ("name", "hub_id", "family", "scheme", "heads", "tied", "export")
+            else "right",
+        )
+    if phone_class is not None:
+        table.caption = (
+            f"fits: estimated program + KV cache at ctx + runtime vs the app budget; decode tok/s: "
+            f"projected (memory bandwidth x efficiency / bytes per token), empty to full context, "
+            f"{phone_class.example}; a projection, not a measurement (docs/apps.md)"
         )
     for row in rows:
+        extra = _projection_cells(row.get("projection")) if phone_class is not None else ()
         table.add_row(
             row["name"],
             row["hub_id"],
@@ -79,8 +106,29 @@ def models(as_json: bool) -> None:
             "yes" if row["tied"] else "no",
             f"{row['parameters_b']:.2f}B",
             "yes" if row["exportable"] else "[yellow]not yet[/]",
+            *extra,
         )
     console().print(table)
+
+
+def _recipe_projection(recipe: Any, phone: Any) -> dict[str, Any] | None:
+    from mobq import projection
+
+    defaults = recipe.defaults
+    if defaults.scheme not in projection.SCHEME_BYTES:
+        return None
+    shape = projection.ModelShape.from_architecture(
+        recipe.name, recipe.architecture, defaults.scheme, defaults.group_size, defaults.ctx
+    )
+    return projection.project(shape, phone).to_dict()
+
+
+def _projection_cells(p: dict[str, Any] | None) -> tuple[str, str]:
+    if p is None:
+        return "-", "-"
+    fits = f"{'[green]yes[/]' if p['fits'] else '[red]no[/]'} {p['need_mb']:.0f}/{p['budget_mb']:.0f} MB"
+    speed = f"~{p['decode_tokens_per_sec']:.0f}-{p['decode_tokens_per_sec_full_ctx']:.0f} projected"
+    return fits, speed
 
 
 def _recipe_parameters(arch: dict[str, Any]) -> int:
@@ -284,3 +332,79 @@ def convert(model: str, out: Path, force: bool) -> None:
     fsutil.prepare_output_dir(out, force=force)
     result = convert_stage.run(source.resolve(model).path, out)
     click.echo(f"{result.tensors} tensors ({result.family}) and params.json written to {out}")
+
+
+# ---------------------------------------------------------------- stage cache
+
+
+@cli.group()
+def cache() -> None:
+    """See and prune the stage cache (MOBQ_CACHE, default ~/.cache/mobq).
+
+    \b
+    mobq cache ls
+    mobq cache prune --older-than 30       entries finished more than 30 days ago
+    mobq cache prune --stage export --dry-run
+    mobq cache prune --all
+    """
+
+
+@cache.command("ls")
+@click.option("--json", "as_json", is_flag=True)
+def cache_ls(as_json: bool) -> None:
+    """Each cached entry: what it is, its size and age, largest first."""
+    import time
+
+    from mobq import cache as cache_mod
+
+    found = cache_mod.entries()
+    if as_json:
+        print_json([e.to_dict() for e in found])
+        return
+    from rich.table import Table
+
+    total = sum(e.bytes for e in found)
+    table = Table(title=f"{cache_mod.cache_root()}: {len(found)} entries, {total / 1e9:.2f} GB")
+    for column in ("kind", "MB", "age", "what", "path"):
+        table.add_column(column, justify="right" if column in ("MB", "age") else "left")
+    now = time.time()
+    for e in found:
+        table.add_row(
+            e.kind if e.complete else f"[yellow]{e.kind}[/]",
+            f"{e.bytes / 1e6:.1f}",
+            _age(now - e.modified),
+            e.detail,
+            e.path.name,
+        )
+    console().print(table)
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+@cache.command("prune")
+@click.option("--older-than", "older_than", type=float, metavar="DAYS", help="Finished longer ago.")
+@click.option("--stage", "kind", metavar="NAME", help="One kind: untie, quantize, export, ...")
+@click.option("--all", "everything", is_flag=True, help="Everything in the cache.")
+@click.option("--dry-run", is_flag=True, help="Say what would go, remove nothing.")
+@click.option("--json", "as_json", is_flag=True)
+def cache_prune(
+    older_than: float | None, kind: str | None, everything: bool, dry_run: bool, as_json: bool
+) -> None:
+    """Remove cached entries (and always the leftovers of interrupted runs); a later export
+    rebuilds what it needs."""
+    from mobq import cache as cache_mod
+
+    removed = cache_mod.prune(
+        older_than_days=older_than, kind=kind, everything=everything, dry_run=dry_run
+    )
+    if as_json:
+        print_json({"dry_run": dry_run, "removed": [e.to_dict() for e in removed]})
+        return
+    verb = "would remove" if dry_run else "removed"
+    size = sum(e.bytes for e in removed)
+    click.echo(f"{verb} {len(removed)} entries, {size / 1e9:.2f} GB")

@@ -12,6 +12,18 @@ from mobq.cli._common import console, print_json
 
 # ---------------------------------------------------------------- runtime
 
+# EXPORT_DIR or a published export on the Hub (org/name), fetched and sha256-checked first.
+_export_ref = click.argument("export_ref", metavar="EXPORT_DIR|ORG/NAME")
+_revision = click.option(
+    "--revision", help="With ORG/NAME: the Hub branch, tag or commit to use [main]."
+)
+
+
+def _locate(export_ref: str, revision: str | None) -> Path:
+    from mobq.api import locate
+
+    return locate(export_ref, revision=revision)
+
 
 def _sampling_options(f: Any) -> Any:
     for option in reversed(
@@ -70,7 +82,7 @@ def _status_line(reply: Any) -> str:
 
 
 @cli.command()
-@click.argument("export_dir", type=click.Path(path_type=Path))
+@_export_ref
 @click.option("--prompt", "-p", required=True, help="The user message.")
 @_sampling_options
 @click.option(
@@ -83,9 +95,10 @@ def _status_line(reply: Any) -> str:
     type=click.Path(path_type=Path, dir_okay=False),
     help="A picture for a multimodal export (ExecuTorch's MultimodalRunner; implies --stock-runner).",
 )
+@_revision
 @click.option("--json", "as_json", is_flag=True)
 def run(
-    export_dir: Path,
+    export_ref: str,
     prompt: str,
     max_new_tokens: int,
     temperature: float,
@@ -96,17 +109,20 @@ def run(
     think: bool,
     stock_runner: bool,
     image: Path | None,
+    revision: str | None,
     as_json: bool,
 ) -> None:
     """Generate from an export; stops on the model's eos ids.
 
     \b
     mobq run exports/qwen3-0.6b-8da4w-ctx1024 -p "Why is the sky blue?" --no-think
+    mobq run me/qwen3-0.6b-8da4w -p "Hello" --revision v1   a published export (`mobq publish`)
     mobq run OUT -p "Once upon a time" --raw --temperature 0.8 --top-p 0.9 --seed 1
     mobq run exports/gemma-3-4b-8da4w-ctx1024 --image photo.jpg -p "What is in this picture?"
     """
     from mobq.manifest import load_manifest
 
+    export_dir = _locate(export_ref, revision)
     if stock_runner or image is not None or load_manifest(export_dir).image is not None:
         _run_stock(
             export_dir, prompt, max_new_tokens, temperature, top_p, seed, raw, think, as_json, image
@@ -180,10 +196,11 @@ CHAT_HELP = "/reset starts over, /exit (or end of input) leaves"
 
 
 @cli.command()
-@click.argument("export_dir", type=click.Path(path_type=Path))
+@_export_ref
 @_sampling_options
+@_revision
 def chat(
-    export_dir: Path,
+    export_ref: str,
     max_new_tokens: int,
     temperature: float,
     top_p: float,
@@ -191,15 +208,18 @@ def chat(
     system: str | None,
     raw: bool,
     think: bool,
+    revision: str | None,
 ) -> None:
     """Talk to an export, turn by turn, within its context window.
 
     \b
     mobq chat exports/qwen3-0.6b-8da4w-ctx1024 --no-think
+    mobq chat me/qwen3-0.6b-8da4w                a published export
     """
     from mobq.run import ContextFull, Conversation, Sampling
     from mobq.runtime import write_stdout
 
+    export_dir = _locate(export_ref, revision)
     conversation = Conversation(
         export_dir,
         sampling=Sampling(temperature, top_p, seed),
@@ -246,7 +266,7 @@ def chat(
 
 
 @cli.command()
-@click.argument("export_dir", type=click.Path(path_type=Path))
+@_export_ref
 @click.option(
     "--prompt-tokens", "-p", default="128", show_default=True, help="Prompt lengths, e.g. 128,512."
 )
@@ -261,8 +281,9 @@ def chat(
 )
 @click.option("--json", "as_json", is_flag=True, help="Results in the shared bench-result schema.")
 @click.option("--csv", "as_csv", is_flag=True)
+@_revision
 def bench(
-    export_dir: Path,
+    export_ref: str,
     prompt_tokens: str,
     gen_tokens: str,
     threads: str | None,
@@ -271,19 +292,22 @@ def bench(
     in_process: bool,
     as_json: bool,
     as_csv: bool,
+    revision: str | None,
 ) -> None:
     """Load time, TTFT, prefill/decode tok/s and peak RSS through ExecuTorch's stock runner.
 
     \b
     mobq bench exports/qwen3-0.6b-8da4w-ctx1024 -p 128,512 -n 64 -t 1,2 --json
+    mobq bench me/qwen3-0.6b-8da4w               a published export
     """
-    from mobq import bench as bench_mod
+    from mobq import benchmark as bench_mod
     from mobq import hostinfo
     from mobq.errors import InputError
     from mobq.manifest import load_manifest
 
     if as_json and as_csv:
         raise InputError("choose one of --json and --csv")
+    export_dir = _locate(export_ref, revision)
     manifest = load_manifest(export_dir)
     thread_counts = (
         bench_mod.parse_lengths(threads, "--threads") if threads else [hostinfo.host()["cores"]]

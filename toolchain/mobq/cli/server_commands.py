@@ -1,4 +1,4 @@
-"""Commands of the server (GPU) target: bench-gpu and publish."""
+"""Commands of the server (GPU) target: bench-gpu (`mobq publish` uploads its checkpoints)."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def bench_gpu(
     mobq bench-gpu exports/qwen3-8b-int4 --baseline ~/models/Qwen3-8B --save
     mobq bench-gpu qwen3-8b --random-weights --json
     """
-    from mobq import gpu_bench
+    from mobq.server import gpu_bench
 
     options = gpu_bench.BenchSettings(**settings)
     gpu_bench.require_cuda()
@@ -105,8 +105,9 @@ def bench_gpu(
 
 def _random_pair(recipe: str, workdir: Path, tokenizer: Path | None) -> tuple[Path, Path]:
     """bf16 random checkpoint and its int4-hqq quantization, reused when already built."""
-    from mobq import gpu_bench, untie
     from mobq import quantize as quantize_stage
+    from mobq import untie
+    from mobq.server import gpu_bench
 
     bf16 = workdir / f"{recipe}-bf16"
     int4 = workdir / f"{recipe}-int4-hqq"
@@ -144,26 +145,3 @@ def _print_bench(result: dict[str, Any]) -> None:
         out.print(
             f"{result['memory_reduction']:.0%} less peak memory, {result['speedup']:.2f}x faster"
         )
-
-
-@cli.command()
-@click.argument("directory", type=click.Path(path_type=Path, exists=True, file_okay=False))
-@click.option("--repo", "repo_id", required=True, metavar="USER/NAME", help="Hub model repo.")
-@click.option("--private", is_flag=True, help="Create the repo private.")
-@click.option("--message", help="Commit message.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def publish(
-    directory: Path, repo_id: str, private: bool, message: str | None, as_json: bool
-) -> None:
-    """Push DIRECTORY (weights, tokenizer, model card) to the Hub; token from HF_TOKEN.
-
-    \b
-    HF_TOKEN=hf_... mobq publish exports/qwen3-8b-int4 --repo me/Qwen3-8B-INT4
-    """
-    from mobq import publish as publish_stage
-
-    result = publish_stage.run(directory, repo_id, private=private, message=message)
-    if as_json:
-        print_json(result.to_dict())
-        return
-    click.echo(f"published {len(result.files)} files ({result.bytes / 1e9:.2f} GB) to {result.url}")

@@ -97,11 +97,16 @@ def render(directory: Path, repo_id: str | None = None) -> str:
 
 
 def _front_matter(record: QuantRecord) -> str:
-    lines = ["---", "library_name: transformers", "pipeline_tag: text-generation"]
-    if "/" in record.base_model and not Path(record.base_model).exists():
-        lines += ["base_model:", f"- {record.base_model}"]
-    lines += ["tags:", "- torchao", "- int4", "- hqq", "- mobq", "---", ""]
-    return "\n".join(lines)
+    from huggingface_hub import ModelCardData
+
+    base = record.base_model
+    data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag="text-generation",
+        base_model=[base] if "/" in base and not Path(base).exists() else None,
+        tags=["torchao", "int4", "hqq", "mobq"],
+    )
+    return f"---\n{data.to_yaml()}\n---\n"
 
 
 def _recipe_section(record: QuantRecord) -> str:

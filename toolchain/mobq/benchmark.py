@@ -252,7 +252,7 @@ def measure_in_subprocess(export_dir: Path, config: BenchConfig) -> dict[str, An
         command = [
             sys.executable,
             "-m",
-            "mobq.bench",
+            "mobq.benchmark",
             str(export_dir),
             json.dumps(asdict(config)),
             str(out),
@@ -468,5 +468,5 @@ def to_csv(results: list[BenchResult]) -> str:
     return out.getvalue()
 
 
-if __name__ == "__main__":  # the per-configuration worker: python -m mobq.bench OUT CONFIG FILE
+if __name__ == "__main__":  # the per-configuration worker: python -m mobq.benchmark OUT CONFIG FILE
     _worker_main(sys.argv[1:])

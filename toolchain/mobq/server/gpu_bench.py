@@ -287,7 +287,7 @@ def _swap_checked(model: Any, tokenizer: Any, settings: BenchSettings) -> tuple[
     """Swap to plain int4 linears (and GemLite's if asked); last logits before vs after."""
     import torch
 
-    from mobq import int4_gpu
+    from mobq.server import int4_gpu
 
     if not any(type(p.data).__name__ == "Int4TilePackedTo4dTensor" for p in model.parameters()):
         return 0, None  # a bf16 baseline: nothing to swap, no forward spent checking it
@@ -325,7 +325,10 @@ def measure_isolated(model_dir: Path, settings: BenchSettings) -> dict[str, Any]
 
     args = json.dumps({"model_dir": str(model_dir), "settings": asdict(settings)})
     proc = subprocess.run(
-        [sys.executable, "-m", "mobq.gpu_bench", args], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "mobq.server.gpu_bench", args],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     return parse_child_output(proc.returncode, proc.stdout, proc.stderr)
 
@@ -399,7 +402,7 @@ def run(
         baseline = measure_isolated(Path(baseline_dir), settings) if baseline_dir else None
     result = compare(gpu, settings, quantized, baseline)
     if save:
-        from mobq import modelcard
+        from mobq.server import modelcard
 
         modelcard.save_figures(Path(model_dir), result)
     return result
