@@ -42,7 +42,7 @@ from mobq.schemes import QuantOptions, check_scheme_name
 from mobq.source import TOKENIZER_FILES, Source, load_config, resolve
 from mobq.vision import image_spec
 
-PIPELINE_VERSION = "2"  # 2: the export stage writes the runner tokenizer
+PIPELINE_VERSION = "3"  # 3: one lowering (mobq.pte), like-with-like gate; 2: runner tokenizer
 DEFAULT_SCHEME = "8da4w"
 DEFAULT_CTX = 1024
 
@@ -403,6 +403,7 @@ def run_plan(plan: ExportPlan) -> tuple[Path, Manifest]:
             plan.threshold,
             plan.runtime_md,
             untied_dir if plan.multimodal else None,
+            float_dir=untied_dir if quantized else None,
         ),
     )
     manifest = _assemble(
@@ -470,8 +471,12 @@ def _export_and_verify(
     threshold: float,
     runtime_md: metadata.RuntimeMetadata,
     multimodal_dir: Path | None = None,
+    float_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Export and verify as one cached unit: a cached program is always a verified one."""
+    """Export and verify as one cached unit: a cached program is always a verified one.
+
+    `float_dir`: the unquantized checkpoint, for the like-with-like gate (verify.py).
+    """
     out.mkdir(parents=True, exist_ok=True)
     pte = out / "model.pte"
     # The tokenizer the apps' runner will read, checked against transformers before lowering.
@@ -509,11 +514,14 @@ def _export_and_verify(
                     max_prefill=options.seq_len - 1,
                     ctx=options.ctx,
                     runner_tokenizer=runner_tokenizer,
+                    float_dir=float_dir,
                 )
             progress.info(
                 f"logit SQNR min {result.sqnr_db_min:.1f} dB / mean {result.sqnr_db_mean:.1f} dB, "
                 f"top-1 agreement {result.top1_agreement:.0%}, runner generated {result.runner_tokens} tokens"
             )
+            if result.float_comparison is not None and result.sqnr_db_min < result.threshold_db:
+                progress.info(f"gate: {result.gate}")
         (verify_multimodal if multimodal_dir is not None else verify_stage).require_pass(result)
     except BaseException:
         fsutil.remove(out)

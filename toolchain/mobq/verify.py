@@ -3,6 +3,15 @@
 Teacher-forced comparison: each prompt is prefilled in one call, then a few more tokens are
 decoded one at a time through the KV cache; every step's logits are compared with the eager
 model's logits for the same positions (SQNR and top-1 agreement).
+
+A quantized program is held to two references, like with like. The eager quantized model
+(transformers + torchao) is the fidelity reference: min SQNR against it at or above the gate
+passes. Below the gate, the float model decides: XNNPACK's 8da4w and torchao's are two correct
+implementations that round int8 activations differently, and a deep random network amplifies
+those roundings (docs/performance.md), so a program that is as close to the float model as the
+eager quantized model is (mean SQNR within `FLOAT_MARGIN_DB`, top-1 within `TOP1_MARGIN`) also
+passes. A real bug (a wrong scale, swapped layers, a wrong rope base) moves the program away
+from the float model as well, and fails both (tests/test_gate.py injects each).
 """
 
 from __future__ import annotations
@@ -10,6 +19,7 @@ from __future__ import annotations
 import functools
 import gc
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,6 +52,29 @@ class StepComparison:
     top1_match: bool
 
 
+# Like with like: how much further from the float model than the eager quantized model the
+# program may be, and how many more of its top-1 tokens may differ from the float model's.
+FLOAT_MARGIN_DB = 1.0
+TOP1_MARGIN = 0.1
+
+
+@dataclass
+class FloatComparison:
+    """The program and the eager quantized model, each against the float model."""
+
+    reference: str
+    quantized_sqnr_db_mean: float  # eager quantized model vs float: quantization noise
+    program_sqnr_db_mean: float  # .pte vs float
+    quantized_top1: float
+    program_top1: float
+
+    def as_close_as_eager(self) -> bool:
+        return (
+            self.program_sqnr_db_mean >= self.quantized_sqnr_db_mean - FLOAT_MARGIN_DB
+            and self.program_top1 >= self.quantized_top1 - TOP1_MARGIN
+        )
+
+
 @dataclass
 class VerifyResult:
     reference: str
@@ -55,6 +88,8 @@ class VerifyResult:
     runner_tokens: int
     runner_text: str
     comparisons: list[StepComparison] = field(default_factory=list)
+    float_comparison: FloatComparison | None = None
+    gate: str = ""  # which criterion passed, or why none did
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -88,10 +123,10 @@ def prompt_token_ids(
     return out
 
 
-def load_reference(model_dir: Path) -> torch.nn.Module:
+def load_reference(model_dir: Path, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
     from mobq.hfmodel import load_causal_lm
 
-    return lean_reference(load_causal_lm(model_dir))
+    return lean_reference(load_causal_lm(model_dir, dtype=dtype))
 
 
 # Quantized tables with more rows than this are used a block of rows at a time.
@@ -199,65 +234,145 @@ def run(
     ctx: int,
     decode_steps: int = 4,
     runner_tokenizer: Path | None = None,
+    float_dir: Path | None = None,
 ) -> VerifyResult:
+    """Compare the program with `reference_dir`'s model (and, quantized, with `float_dir`'s)."""
     prompts = prompt_token_ids(tokenizer_dir, prompt_format, bos_id)
     limit = min(max_prefill, ctx - decode_steps)
     splits = []
     for ids in prompts:
         prefill = ids[: max(1, min(len(ids) - decode_steps, limit))]
         splits.append((prefill, ids[len(prefill) : len(prefill) + decode_steps]))
-    # The eager model and the program are never in memory together: reference logits first.
-    with progress.task(f"running the reference ({reference_name})"):
-        reference = load_reference(reference_dir)
-        # Only the compared positions: the last prefill one and each decoded one.
-        expected_logits = [
-            reference_logits(reference, p + d)[len(p) - 1 :].clone() for p, d in splits
-        ]
-        del reference
-        gc.collect()
-    program = load_program(pte)
-    comparisons: list[StepComparison] = []
-    with (
-        progress.task("comparing logits with the eager model", total=len(prompts)) as advance,
-        quiet_native_logs(),
-    ):
-        method = program.load_method("forward")
-        for index, (prefill, decode) in enumerate(splits):
-            ref = expected_logits[index]
-            got = pte_step_logits(method, prefill, decode)
-            for step, logits in enumerate(got):
-                position = len(prefill) - 1 + step
-                expected = ref[step]
-                comparisons.append(
-                    StepComparison(
-                        index,
-                        position,
-                        sqnr_db(expected, logits),
-                        bool(expected.argmax() == logits.argmax()),
-                    )
-                )
-            advance(1)
-    del method, program, expected_logits
+    # The eager models and the program are never in memory together: references first.
+    expected = _reference_steps(reference_dir, splits, reference_name)
+    floats = None
+    if float_dir is not None:
+        floats = _reference_steps(float_dir, splits, "float model", _float_dtype(float_dir))
+    got = _program_steps(pte, splits)
+    comparisons = [
+        StepComparison(
+            index,
+            len(prefill) - 1 + step,
+            sqnr_db(expected[index][step], logits),
+            bool(expected[index][step].argmax() == logits.argmax()),
+        )
+        for index, (prefill, _) in enumerate(splits)
+        for step, logits in enumerate(got[index])
+    ]
+    float_comparison = None
+    if floats is not None:
+        float_comparison = against_float(floats, expected, got, f"float model ({float_dir})")
+    del expected, floats, got
     gc.collect()
     runner_tokens, runner_text = runner_smoke_test(
         pte, runner_tokenizer or Path(tokenizer_dir) / "tokenizer.json"
     )
     values = [c.sqnr_db for c in comparisons]
     finite = [v for v in values if math.isfinite(v)] or [200.0]
-    result = VerifyResult(
+    minimum = round(min(values), 2) if values else 0.0
+    passed, gate = judge(minimum, threshold_db, float_comparison)
+    return VerifyResult(
         reference=reference_name,
         prompts=len(prompts),
         steps=len(comparisons),
-        sqnr_db_min=round(min(values), 2) if values else 0.0,
+        sqnr_db_min=minimum,
         sqnr_db_mean=round(sum(finite) / len(finite), 2),
         top1_agreement=round(sum(c.top1_match for c in comparisons) / len(comparisons), 4),
         threshold_db=threshold_db,
-        passed=bool(values) and min(values) >= threshold_db and runner_tokens > 0,
+        passed=bool(values) and passed and runner_tokens > 0,
         runner_tokens=runner_tokens,
         runner_text=runner_text,
         comparisons=comparisons,
+        float_comparison=float_comparison,
+        gate=gate,
     )
-    return result
+
+
+Steps = list[list[torch.Tensor]]  # per prompt, the compared positions' logits
+
+
+def _reference_steps(
+    model_dir: Path,
+    splits: list[tuple[list[int], list[int]]],
+    name: str,
+    dtype: torch.dtype = torch.float32,
+) -> Steps:
+    """The eager model's logits at the compared positions: the last prefill one, each decoded."""
+    with progress.task(f"running the reference ({name})"):
+        reference = load_reference(model_dir, dtype)
+        out = [list(reference_logits(reference, p + d)[len(p) - 1 :].clone()) for p, d in splits]
+        del reference
+        gc.collect()
+    return out
+
+
+def _program_steps(pte: Path, splits: list[tuple[list[int], list[int]]]) -> Steps:
+    program = load_program(pte)
+    out: Steps = []
+    with (
+        progress.task("running the program", total=len(splits)) as advance,
+        quiet_native_logs(),
+    ):
+        method = program.load_method("forward")
+        for prefill, decode in splits:
+            out.append(pte_step_logits(method, prefill, decode))
+            advance(1)
+    del method, program
+    gc.collect()
+    return out
+
+
+def _float_dtype(model_dir: Path) -> torch.dtype:
+    """fp32 where it fits easily; else the checkpoint's bf16 (its rounding, ~50 dB, is far
+    below 8da4w's noise, and both the program and the eager model are measured against it)."""
+    from mobq.checkpoint import checkpoint_bytes
+
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    fp32_bytes = 2 * checkpoint_bytes(model_dir)  # checkpoints are bf16 on disk
+    return torch.float32 if fp32_bytes < available / 3 else torch.bfloat16
+
+
+def against_float(floats: Steps, quantized: Steps, program: Steps, name: str) -> FloatComparison:
+    """The program and the eager quantized model, each measured against the float model."""
+
+    def pairs(other: Steps) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [
+            (f, o)
+            for fs, others in zip(floats, other, strict=True)
+            for f, o in zip(fs, others, strict=True)
+        ]
+
+    def mean_sqnr(other: Steps) -> float:
+        values = [sqnr_db(f, o) for f, o in pairs(other)]
+        finite = [v for v in values if math.isfinite(v)] or [200.0]
+        return round(sum(finite) / len(finite), 2)
+
+    def top1(other: Steps) -> float:
+        matched = [bool(f.argmax() == o.argmax()) for f, o in pairs(other)]
+        return round(sum(matched) / len(matched), 4)
+
+    return FloatComparison(
+        name, mean_sqnr(quantized), mean_sqnr(program), top1(quantized), top1(program)
+    )
+
+
+def judge(
+    min_sqnr_db: float, threshold_db: float, float_comparison: FloatComparison | None
+) -> tuple[bool, str]:
+    """(passed, which criterion decided) for the logit comparison."""
+    if min_sqnr_db >= threshold_db:
+        return True, f"min SQNR vs the reference >= {threshold_db:g} dB"
+    if float_comparison is None:
+        return False, f"min SQNR vs the reference < {threshold_db:g} dB"
+    f = float_comparison
+    verdict = (
+        f"vs float: program {f.program_sqnr_db_mean:.1f} dB / top-1 {f.program_top1:.0%}, "
+        f"eager quantized {f.quantized_sqnr_db_mean:.1f} dB / top-1 {f.quantized_top1:.0%} "
+        f"(margins {FLOAT_MARGIN_DB:g} dB, {TOP1_MARGIN:.0%})"
+    )
+    if f.as_close_as_eager():
+        return True, f"as close to the float model as the eager quantized model: {verdict}"
+    return False, f"further from the float model than the eager quantized model: {verdict}"
 
 
 def runner_smoke_test(pte: Path, tokenizer_json: Path, max_new_tokens: int = 8) -> tuple[int, str]:
@@ -279,8 +394,9 @@ def require_pass(
         return
     if result.runner_tokens == 0:
         raise VerificationFailed(f"the .pte produced no tokens in ExecuTorch's {runner}")
+    float_part = f", and it is {result.gate}" if result.float_comparison is not None else ""
     raise VerificationFailed(
         f"the .pte disagrees with {result.reference}: SQNR {result.sqnr_db_min:.1f} dB "
         f"(min over {compared or f'{result.steps} steps'}) is below the "
-        f"{result.threshold_db:.0f} dB gate; no model.pte was written"
+        f"{result.threshold_db:.0f} dB gate{float_part}; no model.pte was written"
     )
