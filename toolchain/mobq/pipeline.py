@@ -54,6 +54,7 @@ class ExportRequest:
     scheme: str | None = None
     ctx: int | None = None
     max_seq_len: int | None = None
+    extended_ops: bool | None = None  # None: the lowering's default (mobq.pte.lowering)
     group_size: int | None = None
     hqq: bool | None = None
     overrides: list[str] = field(default_factory=list)
@@ -248,7 +249,9 @@ def plan_export(request: ExportRequest) -> ExportPlan:
         exported = config if multimodal else untie_stage.exported_config(config, family)
         modules = quantize_stage.quantizable_modules(exported)
         quantize_stage.make_plan(modules, scheme, options, settings.overrides)
-    export_options = ExportOptions(ctx=settings.ctx, max_seq_len=request.max_seq_len)
+    export_options = ExportOptions(
+        ctx=settings.ctx, max_seq_len=request.max_seq_len, extended_ops=request.extended_ops
+    )
     # Family limits on ctx (e.g. LongRoPE's switch point) fail here, not after quantizing.
     llama_builder.check_longrope_ctx(convert_stage.derive_params(config, family), export_options)
     use_given = request.tokenizer and not request.random_weights
@@ -318,6 +321,7 @@ def _stage_keys(
         exporter="multimodal" if multimodal else family.exporter,
         ctx=export_options.ctx,
         seq=export_options.seq_len,
+        extended_ops=export_options.extended_ops,
         methods=runtime_md.pte_constant_methods(),
         executorch=versions["executorch"],
         torch=versions["torch"],

@@ -160,6 +160,12 @@ _scheme_help = "Quantization scheme: 8da4w (default), 8da8w or fp32."
     "--ctx", type=int, help="Context length (max sequence and KV-cache length) [recipe, else 1024]."
 )
 @click.option("--max-seq-len", type=int, help="Longest prefill chunk [ctx].")
+@click.option(
+    "--extended-ops/--no-extended-ops",
+    default=None,
+    help="XNNPACK for the non-linear ops too (norms, rope, elementwise) [off for quantized "
+    "schemes, as the model cards' -X; on for fp32 and vision towers].",
+)
 @click.option("--group-size", type=int, help="Int4 weight group size [32].")
 @click.option("--hqq/--no-hqq", default=None, help="HQQ scale-only qparams for the linears.")
 @click.option(
