@@ -75,14 +75,14 @@ def _fails_with_a_clear_line(result: verify.VerifyResult) -> None:
         verify.require_pass(result)
     message = str(failure.value)
     assert "\n" not in message and "below the 20 dB gate" in message
-    assert "further from the float model than the eager quantized model" in message
+    assert "not like the eager quantized model either" in message
 
 
 def test_the_right_program_passes(stages: dict[str, Path], tmp_path: Path) -> None:
     result = _verified(stages, stages["converted"], tmp_path / "model.pte")
     assert result.passed, result.gate
     f = result.float_comparison
-    assert f is not None and f.as_close_as_eager()
+    assert f is not None and f.failures(result.sqnr_db_min) == []
 
 
 def test_a_wrong_scale_in_one_layer_fails(
@@ -115,3 +115,23 @@ def test_a_wrong_rope_base_fails(stages: dict[str, Path], tmp_path: Path) -> Non
     params["rope_theta"] = params["rope_theta"] / 100
     params_file.write_text(json.dumps(params))
     _fails_with_a_clear_line(_verified(stages, converted, tmp_path / "model.pte"))
+
+
+def _float_figures(quantized: float, program: float, top1: tuple[float, float] = (1.0, 1.0)):
+    return verify.FloatComparison("float", quantized, program, top1[0], top1[1])
+
+
+def test_deep_rounding_noise_passes_only_far_below_the_quantization_noise() -> None:
+    # Random-weight Qwen3-4B, ctx 1024 (docs/performance.md): 19.0 dB from the eager 8da4w
+    # model, which is itself 2.1 dB from float; the program is exactly as far from float.
+    deep = _float_figures(2.06, 2.06, (0.0667, 0.0667))
+    assert verify.judge(18.97, 20.0, deep)[0]
+    # The same figures against float, but the program only 8 dB from the eager model: a bug.
+    assert not verify.judge(8.0, 20.0, deep)[0]
+    # Quantization noise of 15.4 dB (the tiny model): 16.7 dB from eager is not far below it.
+    passed, why = verify.judge(16.7, 20.0, _float_figures(15.4, 13.8))
+    assert not passed and "not 10 dB above" in why and "further from the float model" in why
+    # Fewer top-1 matches with float than the eager model has.
+    assert not verify.judge(35.0, 40.0, _float_figures(15.0, 15.0, (0.9, 0.6)))[0]
+    # No float reference (an fp32 program): the threshold alone decides.
+    assert verify.judge(21.0, 20.0, None)[0] and not verify.judge(19.0, 20.0, None)[0]

@@ -6,12 +6,15 @@ model's logits for the same positions (SQNR and top-1 agreement).
 
 A quantized program is held to two references, like with like. The eager quantized model
 (transformers + torchao) is the fidelity reference: min SQNR against it at or above the gate
-passes. Below the gate, the float model decides: XNNPACK's 8da4w and torchao's are two correct
-implementations that round int8 activations differently, and a deep random network amplifies
-those roundings (docs/performance.md), so a program that is as close to the float model as the
-eager quantized model is (mean SQNR within `FLOAT_MARGIN_DB`, top-1 within `TOP1_MARGIN`) also
-passes. A real bug (a wrong scale, swapped layers, a wrong rope base) moves the program away
-from the float model as well, and fails both (tests/test_gate.py injects each).
+passes. Below the gate, the quantization noise itself decides: XNNPACK's 8da4w and torchao's
+are two correct implementations that round int8 activations differently, and a deep network
+amplifies those roundings (docs/performance.md). Such a program still passes when its distance
+to the eager quantized model is far below that model's own distance to the float model (min
+SQNR at least `NOISE_MARGIN_DB` above the eager model's mean SQNR against float: the two
+implementations differ by under a tenth of the noise they share), and it is as close to the
+float model as the eager quantized model is (mean SQNR within `FLOAT_MARGIN_DB`, top-1 within
+`TOP1_MARGIN`). A real bug (a wrong scale, swapped layers, a wrong rope base) fails both
+(tests/test_gate.py injects each).
 """
 
 from __future__ import annotations
@@ -52,8 +55,10 @@ class StepComparison:
     top1_match: bool
 
 
-# Like with like: how much further from the float model than the eager quantized model the
-# program may be, and how many more of its top-1 tokens may differ from the float model's.
+# Like with like: how far below the shared quantization noise the two implementations'
+# disagreement must be, how much further from the float model than the eager quantized model
+# the program may be, and how many more of its top-1 tokens may differ from the float model's.
+NOISE_MARGIN_DB = 10.0
 FLOAT_MARGIN_DB = 1.0
 TOP1_MARGIN = 0.1
 
@@ -68,11 +73,25 @@ class FloatComparison:
     quantized_top1: float
     program_top1: float
 
-    def as_close_as_eager(self) -> bool:
-        return (
-            self.program_sqnr_db_mean >= self.quantized_sqnr_db_mean - FLOAT_MARGIN_DB
-            and self.program_top1 >= self.quantized_top1 - TOP1_MARGIN
-        )
+    def failures(self, min_sqnr_db: float) -> list[str]:
+        """Why the program is not like the eager quantized model (empty: it is)."""
+        out = []
+        if min_sqnr_db < self.quantized_sqnr_db_mean + NOISE_MARGIN_DB:
+            out.append(
+                f"its min SQNR vs the eager model is not {NOISE_MARGIN_DB:g} dB above that "
+                f"model's quantization noise ({self.quantized_sqnr_db_mean:.1f} dB vs float)"
+            )
+        if self.program_sqnr_db_mean < self.quantized_sqnr_db_mean - FLOAT_MARGIN_DB:
+            out.append(
+                f"it is further from the float model ({self.program_sqnr_db_mean:.1f} dB vs "
+                f"{self.quantized_sqnr_db_mean:.1f} dB, margin {FLOAT_MARGIN_DB:g} dB)"
+            )
+        if self.program_top1 < self.quantized_top1 - TOP1_MARGIN:
+            out.append(
+                f"its top-1 agrees less with the float model ({self.program_top1:.0%} vs "
+                f"{self.quantized_top1:.0%})"
+            )
+        return out
 
 
 @dataclass
@@ -365,14 +384,14 @@ def judge(
     if float_comparison is None:
         return False, f"min SQNR vs the reference < {threshold_db:g} dB"
     f = float_comparison
-    verdict = (
-        f"vs float: program {f.program_sqnr_db_mean:.1f} dB / top-1 {f.program_top1:.0%}, "
-        f"eager quantized {f.quantized_sqnr_db_mean:.1f} dB / top-1 {f.quantized_top1:.0%} "
-        f"(margins {FLOAT_MARGIN_DB:g} dB, {TOP1_MARGIN:.0%})"
-    )
-    if f.as_close_as_eager():
-        return True, f"as close to the float model as the eager quantized model: {verdict}"
-    return False, f"further from the float model than the eager quantized model: {verdict}"
+    failures = f.failures(min_sqnr_db)
+    if not failures:
+        return True, (
+            f"like the eager quantized model: {min_sqnr_db:.1f} dB from it, which is "
+            f"{f.quantized_sqnr_db_mean:.1f} dB from float (program {f.program_sqnr_db_mean:.1f} "
+            f"dB); top-1 vs float {f.program_top1:.0%} vs {f.quantized_top1:.0%}"
+        )
+    return False, "not like the eager quantized model either: " + "; ".join(failures)
 
 
 def runner_smoke_test(pte: Path, tokenizer_json: Path, max_new_tokens: int = 8) -> tuple[int, str]:
@@ -394,7 +413,7 @@ def require_pass(
         return
     if result.runner_tokens == 0:
         raise VerificationFailed(f"the .pte produced no tokens in ExecuTorch's {runner}")
-    float_part = f", and it is {result.gate}" if result.float_comparison is not None else ""
+    float_part = f", and {result.gate}" if result.float_comparison is not None else ""
     raise VerificationFailed(
         f"the .pte disagrees with {result.reference}: SQNR {result.sqnr_db_min:.1f} dB "
         f"(min over {compared or f'{result.steps} steps'}) is below the "
