@@ -29,6 +29,7 @@ def models(phone: str | None, as_json: bool) -> None:
     """
     from mobq.families import FAMILIES
     from mobq.recipes import all_recipes
+    from mobq.resources import parameter_count
 
     phone_class = None
     if phone is not None:
@@ -52,7 +53,7 @@ def models(phone: str | None, as_json: bool) -> None:
                 "heads": f"{arch.get('num_attention_heads')}/{arch.get('num_key_value_heads')}",
                 "vocab": arch.get("vocab_size"),
                 "tied": arch.get("tie_word_embeddings", False),
-                "parameters_b": round(_recipe_parameters(arch) / 1e9, 2),
+                "parameters_b": round(parameter_count(recipe.architecture) / 1e9, 2),
                 "exportable": family is not None and family.blocked is None,
             }
         )
@@ -129,17 +130,6 @@ def _projection_cells(p: dict[str, Any] | None) -> tuple[str, str]:
     fits = f"{'[green]yes[/]' if p['fits'] else '[red]no[/]'} {p['need_mb']:.0f}/{p['budget_mb']:.0f} MB"
     speed = f"~{p['decode_tokens_per_sec']:.0f}-{p['decode_tokens_per_sec_full_ctx']:.0f} projected"
     return fits, speed
-
-
-def _recipe_parameters(arch: dict[str, Any]) -> int:
-    hidden, layers = arch.get("hidden_size", 0), arch.get("num_hidden_layers", 0)
-    heads = arch.get("num_attention_heads", 1)
-    kv = arch.get("num_key_value_heads", heads)
-    head_dim = arch.get("head_dim") or hidden // max(heads, 1)
-    attention = hidden * head_dim * (2 * heads + 2 * kv)
-    mlp = 3 * hidden * arch.get("intermediate_size", 0)
-    embeddings = arch.get("vocab_size", 0) * hidden * (1 if arch.get("tie_word_embeddings") else 2)
-    return layers * (attention + mlp) + embeddings
 
 
 # ---------------------------------------------------------------- export pipeline
