@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from mobq.cli import cli
-from mobq.cli._common import console, print_json
+from mobq.cli._common import console, force_option, json_option, out_dir_option, print_json
 
 # ---------------------------------------------------------------- recipes
 
@@ -19,7 +19,7 @@ from mobq.cli._common import console, print_json
     metavar="CLASS",
     help="Add the memory fit and projected decode tok/s on a phone class (data/phone_classes.yaml).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option("Machine-readable output.")
 def models(phone: str | None, as_json: bool) -> None:
     """List the recipes in export_configs/: hub id, defaults and architecture.
 
@@ -177,9 +177,9 @@ _scheme_help = "Quantization scheme: 8da4w (default), 8da8w or fp32."
 )
 @click.option("--revision", help="Hub revision (branch, tag or commit).")
 @click.option("--min-sqnr", "min_sqnr_db", type=float, help="Verification gate in dB [per scheme].")
-@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@force_option()
 @click.option("--no-cache", is_flag=True, help="Run every stage even if a cached result exists.")
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@json_option("Print the manifest as JSON.")
 def export(model: str, as_json: bool, no_cache: bool, **options: Any) -> None:
     """Export MODEL (recipe, hub id or local directory) to a verified .pte.
 
@@ -231,17 +231,15 @@ def _print_export_summary(out: Path, manifest: Any) -> None:
 
 @cli.command()
 @click.argument("model")
-@click.option(
-    "--out", "-o", type=click.Path(path_type=Path), required=True, help="Output directory."
-)
-@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@out_dir_option()
+@force_option()
 def untie(model: str, out: Path, force: bool) -> None:
     """Give lm_head its own copy of a tied embedding (safetensors, config updated)."""
     from mobq import fsutil, source
     from mobq import untie as untie_stage
 
     fsutil.prepare_output_dir(out, force=force)
-    result = untie_stage.run(source.resolve(model).path, out)
+    result = untie_stage.untie_checkpoint(source.resolve(model).path, out)
     if not result.was_tied:
         click.echo(f"{model} is not tied: nothing written")
         return
@@ -250,9 +248,7 @@ def untie(model: str, out: Path, force: bool) -> None:
 
 @cli.command()
 @click.argument("model")
-@click.option(
-    "--out", "-o", type=click.Path(path_type=Path), required=True, help="Output directory."
-)
+@out_dir_option()
 @click.option(
     "--scheme",
     default="8da4w",
@@ -268,8 +264,8 @@ def untie(model: str, out: Path, force: bool) -> None:
     "[this host's GPU, else cpu].",
 )
 @click.option("--override", "overrides", multiple=True, metavar="PATTERN=SCHEME")
-@click.option("--force", is_flag=True)
-@click.option("--json", "as_json", is_flag=True)
+@force_option(help=None)
+@json_option()
 def quantize(
     model: str,
     out: Path,
@@ -296,8 +292,8 @@ def quantize(
     fsutil.prepare_output_dir(out, force=force)
     parsed = [quantize_stage.Override.parse(text) for text in overrides]
     resolved = source.resolve(model)
-    result = quantize_stage.run(
-        resolved.path, out, scheme, options, parsed, source_id=resolved.hub_id or model
+    result = quantize_stage.quantize_checkpoint(
+        resolved.path, out, chosen, options, parsed, source_id=resolved.hub_id or model
     )
     if as_json:
         print_json(result.to_dict())
@@ -312,15 +308,15 @@ def quantize(
 
 @cli.command()
 @click.argument("model")
-@click.option("--out", "-o", type=click.Path(path_type=Path), required=True)
-@click.option("--force", is_flag=True)
+@out_dir_option(help=None)
+@force_option(help=None)
 def convert(model: str, out: Path, force: bool) -> None:
     """Rename keys to ExecuTorch's llama layout and derive params.json from config.json."""
     from mobq import convert as convert_stage
     from mobq import fsutil, source
 
     fsutil.prepare_output_dir(out, force=force)
-    result = convert_stage.run(source.resolve(model).path, out)
+    result = convert_stage.convert_checkpoint(source.resolve(model).path, out)
     click.echo(f"{result.tensors} tensors ({result.family}) and params.json written to {out}")
 
 
@@ -340,7 +336,7 @@ def cache() -> None:
 
 
 @cache.command("ls")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def cache_ls(as_json: bool) -> None:
     """Each cached entry: what it is, its size and age, largest first."""
     import time
@@ -381,7 +377,7 @@ def _age(seconds: float) -> str:
 @click.option("--stage", "kind", metavar="NAME", help="One kind: untie, quantize, export, ...")
 @click.option("--all", "everything", is_flag=True, help="Everything in the cache.")
 @click.option("--dry-run", is_flag=True, help="Say what would go, remove nothing.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def cache_prune(
     older_than: float | None, kind: str | None, everything: bool, dry_run: bool, as_json: bool
 ) -> None:
