@@ -16,15 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from mobq import cache, fsutil, hostinfo, metadata, progress
-from mobq import convert as convert_stage
-from mobq import quantize as quantize_stage
-from mobq import untie as untie_stage
 from mobq import verify as verify_stage
+from mobq.convert import convert_checkpoint, derive_params
 from mobq.manifest import Manifest, StageRecord, assemble
 from mobq.plan import ExportPlan, ExportRequest, clean_stale, plan_export
 from mobq.pte import isolate, verify_multimodal
 from mobq.pte.lowering import ExportOptions
+from mobq.quantize import quantize_checkpoint
 from mobq.source import load_config
+from mobq.untie import untie_checkpoint
 from mobq.vision import image_spec
 
 __all__ = ["ExportPlan", "ExportRequest", "export_model", "plan_export", "run_plan"]
@@ -80,7 +80,7 @@ def run_plan(plan: ExportPlan) -> tuple[Path, Manifest]:
     if "convert" in outputs.results:
         params = outputs.results["convert"]["params"]
     else:  # an `hf` family: transformers' module is exported in its own layout
-        params = convert_stage.derive_params(plan.config, plan.family)
+        params = derive_params(plan.config, plan.family)
     manifest = assemble(
         plan,
         program_dir=outputs.paths["export"],
@@ -157,7 +157,7 @@ class _Runner:
 
 
 def _untie(plan: ExportPlan, outputs: Outputs, out: Path) -> dict[str, Any]:
-    result = untie_stage.untie_checkpoint(plan.source.path, out, multimodal=plan.multimodal)
+    result = untie_checkpoint(plan.source.path, out, multimodal=plan.multimodal)
     data = result.to_dict()
     data["_note"] = (
         "lm_head now has its own weight" if result.was_tied else "not tied: nothing to do"
@@ -166,7 +166,7 @@ def _untie(plan: ExportPlan, outputs: Outputs, out: Path) -> dict[str, Any]:
 
 
 def _quantize(plan: ExportPlan, outputs: Outputs, out: Path) -> dict[str, Any]:
-    result = quantize_stage.quantize_checkpoint(
+    result = quantize_checkpoint(
         outputs.untied,
         out,
         plan.scheme,
@@ -180,7 +180,7 @@ def _quantize(plan: ExportPlan, outputs: Outputs, out: Path) -> dict[str, Any]:
 
 
 def _convert(plan: ExportPlan, outputs: Outputs, out: Path) -> dict[str, Any]:
-    result = convert_stage.convert_checkpoint(outputs.quantized, out)
+    result = convert_checkpoint(outputs.quantized, out)
     data = result.to_dict()
     data["_note"] = f"{result.tensors} tensors, params.json derived"
     return data

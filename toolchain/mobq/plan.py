@@ -13,17 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from mobq import cache, fsutil, hostinfo, metadata, progress
-from mobq import convert as convert_stage
-from mobq import quantize as quantize_stage
-from mobq import untie as untie_stage
+from mobq.convert import derive_params
 from mobq.errors import InputError
 from mobq.families import Family, family_for_config, text_config
 from mobq.pte import llama as llama_builder
 from mobq.pte.lowering import ExportOptions
-from mobq.quantize import Override, QuantPlan
+from mobq.quantize import Override, QuantPlan, make_plan, quantizable_modules
 from mobq.recipes import RecipeDefaults
 from mobq.schemes import SCHEMES, QuantOptions, Scheme, check_scheme_name
 from mobq.source import Source, load_config, resolve
+from mobq.untie import exported_config, needs_text_decoder
 
 PIPELINE_VERSION = "2"  # 2: the export stage writes the runner tokenizer
 # The one set of defaults: what a recipe that sets nothing gets, and a model without a recipe.
@@ -114,11 +113,11 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     out = Path(request.out) if request.out is not None else default_out(source, settings)
     fsutil.prepare_output_dir(out, force=request.force)
     _check_ctx_fits(settings.ctx, config)
-    multimodal = untie_stage.needs_text_decoder(config, family) and not request.text_only
+    multimodal = needs_text_decoder(config, family) and not request.text_only
     quant_plan = _quant_plan(config, family, settings, options, multimodal)
     export_options = _export_options(request, settings.ctx)
     # Family limits on ctx (e.g. LongRoPE's switch point) fail here, not after quantizing.
-    llama_builder.check_longrope_ctx(convert_stage.derive_params(config, family), export_options)
+    llama_builder.check_longrope_ctx(derive_params(config, family), export_options)
     use_given = request.tokenizer and not request.random_weights
     tokenizer_dir = Path(request.tokenizer) if use_given else source.path
     runtime_md = metadata.derive(source.path, tokenizer_dir, config)
@@ -181,9 +180,9 @@ def _quant_plan(
     """A scheme or override that cannot apply to this model fails before any stage runs."""
     if not settings.scheme.quantized:
         return None
-    exported = config if multimodal else untie_stage.exported_config(config, family)
-    modules = quantize_stage.quantizable_modules(exported)
-    return quantize_stage.make_plan(modules, settings.scheme, options, settings.overrides)
+    exported = config if multimodal else exported_config(config, family)
+    modules = quantizable_modules(exported)
+    return make_plan(modules, settings.scheme, options, settings.overrides)
 
 
 def resolve_settings(request: ExportRequest, source: Source) -> Settings:

@@ -236,10 +236,10 @@ def _print_export_summary(out: Path, manifest: Any) -> None:
 def untie(model: str, out: Path, force: bool) -> None:
     """Give lm_head its own copy of a tied embedding (safetensors, config updated)."""
     from mobq import fsutil, source
-    from mobq import untie as untie_stage
+    from mobq.untie import untie_checkpoint
 
     fsutil.prepare_output_dir(out, force=force)
-    result = untie_stage.untie_checkpoint(source.resolve(model).path, out)
+    result = untie_checkpoint(source.resolve(model).path, out)
     if not result.was_tied:
         click.echo(f"{model} is not tied: nothing written")
         return
@@ -284,15 +284,15 @@ def quantize(
     mobq quantize Qwen/Qwen3-8B --scheme int4-hqq --out Qwen3-8B-INT4   (on the serving GPU)
     """
     from mobq import fsutil, source
-    from mobq import quantize as quantize_stage
+    from mobq.quantize import Override, quantize_checkpoint
     from mobq.schemes import QuantOptions, check_scheme_name
 
     chosen = check_scheme_name(scheme, target=None)
     options = QuantOptions(group_size or chosen.default_group_size, hqq, target)
     fsutil.prepare_output_dir(out, force=force)
-    parsed = [quantize_stage.Override.parse(text) for text in overrides]
+    parsed = [Override.parse(text) for text in overrides]
     resolved = source.resolve(model)
-    result = quantize_stage.quantize_checkpoint(
+    result = quantize_checkpoint(
         resolved.path, out, chosen, options, parsed, source_id=resolved.hub_id or model
     )
     if as_json:
@@ -312,11 +312,11 @@ def quantize(
 @force_option(help=None)
 def convert(model: str, out: Path, force: bool) -> None:
     """Rename keys to ExecuTorch's llama layout and derive params.json from config.json."""
-    from mobq import convert as convert_stage
     from mobq import fsutil, source
+    from mobq.convert import convert_checkpoint
 
     fsutil.prepare_output_dir(out, force=force)
-    result = convert_stage.convert_checkpoint(source.resolve(model).path, out)
+    result = convert_checkpoint(source.resolve(model).path, out)
     click.echo(f"{result.tensors} tensors ({result.family}) and params.json written to {out}")
 
 

@@ -105,10 +105,10 @@ def bench_gpu(
 
 def _random_pair(recipe: str, workdir: Path, tokenizer: Path | None) -> tuple[Path, Path]:
     """bf16 random checkpoint and its int4-hqq quantization, reused when already built."""
-    from mobq import quantize as quantize_stage
-    from mobq import untie
+    from mobq.quantize import quantize_checkpoint
     from mobq.schemes import SCHEMES
     from mobq.server import gpu_bench
+    from mobq.untie import untie_checkpoint
 
     bf16 = workdir / f"{recipe}-bf16"
     int4 = workdir / f"{recipe}-int4-hqq"
@@ -116,8 +116,8 @@ def _random_pair(recipe: str, workdir: Path, tokenizer: Path | None) -> tuple[Pa
         gpu_bench.random_checkpoint(recipe, bf16, tokenizer)
     if not (int4 / "config.json").is_file():
         # Tied recipes (Qwen3-0.6B, -4B) get their own lm_head first, as export does.
-        source = untie.untie_checkpoint(bf16, workdir / f"{recipe}-bf16-untied").path
-        quantize_stage.quantize_checkpoint(
+        source = untie_checkpoint(bf16, workdir / f"{recipe}-bf16-untied").path
+        quantize_checkpoint(
             source, int4, SCHEMES["int4-hqq"], source_id=f"{recipe} (random weights)"
         )
     return int4, bf16
