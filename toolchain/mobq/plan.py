@@ -102,13 +102,13 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     """Validate, resolve the source, derive metadata and compute every stage's cache key."""
     if request.out is not None:  # a killed run's leftovers go first, even if this run fails early
         clean_stale(Path(request.out).parent)
-    _check_request(request)
+    cli_overrides = _check_request(request)
     if request.out is not None:
         fsutil.prepare_output_dir(Path(request.out), force=request.force)
     source = resolve_source(request)
     config = load_config(source.path)
     family = family_for_config(config, f"{source.path}/config.json")
-    settings = resolve_settings(request, source)
+    settings = resolve_settings(request, source, cli_overrides)
     options = QuantOptions(settings.group_size, settings.hqq)
     out = Path(request.out) if request.out is not None else default_out(source, settings)
     fsutil.prepare_output_dir(out, force=request.force)
@@ -141,16 +141,16 @@ def plan_export(request: ExportRequest) -> ExportPlan:
     return plan
 
 
-def _check_request(request: ExportRequest) -> None:
-    """Flag-level mistakes fail before anything is downloaded or built."""
+def _check_request(request: ExportRequest) -> list[Override]:
+    """Flag-level mistakes fail before anything is downloaded or built; the parsed overrides."""
     if request.scheme is not None:
         check_scheme_name(request.scheme)
     if request.ctx is not None:
         _check_ctx_positive(request.ctx)
-    for text in request.overrides:
-        Override.parse(text)
+    overrides = [Override.parse(text) for text in request.overrides]
     if request.group_size is not None:
         QuantOptions(group_size=request.group_size)
+    return overrides
 
 
 def _check_ctx_positive(ctx: int) -> None:
@@ -185,7 +185,9 @@ def _quant_plan(
     return make_plan(modules, settings.scheme, options, settings.overrides)
 
 
-def resolve_settings(request: ExportRequest, source: Source) -> Settings:
+def resolve_settings(
+    request: ExportRequest, source: Source, cli_overrides: list[Override]
+) -> Settings:
     recipe = source.recipe
     provenance: dict[str, str] = {}
 
@@ -204,7 +206,7 @@ def resolve_settings(request: ExportRequest, source: Source) -> Settings:
     ctx = pick("ctx", request.ctx)
     group_size = pick("group_size", request.group_size)
     hqq = pick("hqq", request.hqq)
-    overrides = [Override.parse(text) for text in request.overrides]
+    overrides = list(cli_overrides)
     if recipe is not None:
         overrides += [
             Override(o.pattern, o.scheme, f"recipe {recipe.name}") for o in recipe.overrides
