@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from mobq import quantize
+from mobq.schemes import SCHEMES
 from mobq.server import gpu_bench
 
 WORK = Path("/tmp/bench")
@@ -33,7 +34,9 @@ def main(out: Path, tokenizer: Path | None) -> None:
         gpu_bench.random_checkpoint("qwen3-8b", bf16, tokenizer)
     log("bf16 random checkpoint ready")
     if not (int4 / "config.json").is_file():
-        quantize.run(bf16, int4, "int4-hqq", source_id="qwen3-8b (random weights)")
+        quantize.quantize_checkpoint(
+            bf16, int4, SCHEMES["int4-hqq"], source_id="qwen3-8b (random weights)"
+        )
     log("int4-hqq checkpoint ready")
     loop = gpu_bench.BenchSettings(runs=3, warmup=2, decoder="loop")
     tinygemm_prefill = gpu_bench.BenchSettings(

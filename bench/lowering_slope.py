@@ -44,6 +44,7 @@ def measure(args: argparse.Namespace, layers: int, work: Path) -> dict[str, Any]
     from mobq.pte import export_program
     from mobq.pte.lowering import ExportOptions
     from mobq.recipes import get_recipe
+    from mobq.schemes import SCHEMES
 
     architecture = get_recipe(args.recipe).architecture
     spec = tinylm.TinySpec(
@@ -57,9 +58,9 @@ def measure(args: argparse.Namespace, layers: int, work: Path) -> dict[str, Any]
     )
     base = work / f"l{layers}"
     tinylm.build_tiny_model(architecture, base / "model", spec=spec)
-    untie.run(base / "model", base / "untied")
-    quantize.run(base / "untied", base / "quantized", "8da4w")
-    convert.run(base / "quantized", base / "converted")
+    untie.untie_checkpoint(base / "model", base / "untied")
+    quantize.quantize_checkpoint(base / "untied", base / "quantized", SCHEMES["8da4w"])
+    convert.convert_checkpoint(base / "quantized", base / "converted")
     start = time.perf_counter()
     result = export_program(
         "llama", base / "converted", base / "model.pte", ExportOptions(ctx=args.ctx), {}

@@ -14,16 +14,17 @@ import pytest
 import torch
 
 from mobq import checkpoint, quantize
+from mobq.schemes import SCHEMES
 
 
 @pytest.fixture(scope="module")
 def single_and_sharded(tiny_untied: Path, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("shards")
-    single = quantize.run(tiny_untied, root / "single", "8da4w").path
+    single = quantize.quantize_checkpoint(tiny_untied, root / "single", SCHEMES["8da4w"]).path
     original = quantize.CheckpointWriter
     try:  # ~100 kB shards split the tiny model into several files
         quantize.CheckpointWriter = lambda d: original(d, max_shard_bytes=100_000)  # type: ignore[misc]
-        sharded = quantize.run(tiny_untied, root / "sharded", "8da4w").path
+        sharded = quantize.quantize_checkpoint(tiny_untied, root / "sharded", SCHEMES["8da4w"]).path
     finally:
         quantize.CheckpointWriter = original  # type: ignore[misc]
     return single, sharded

@@ -20,14 +20,14 @@ from mobq.verify import sqnr_db
 
 @pytest.fixture(scope="module")
 def converted_untied(tiny_untied: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return convert.run(tiny_untied, tmp_path_factory.mktemp("conv") / "untied").path
+    return convert.convert_checkpoint(tiny_untied, tmp_path_factory.mktemp("conv") / "untied").path
 
 
 @pytest.fixture(scope="module")
 def converted_tied(tiny_tied: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("conv")
-    untied = untie.run(tiny_tied, root / "untied").path
-    return convert.run(untied, root / "converted").path
+    untied = untie.untie_checkpoint(tiny_tied, root / "untied").path
+    return convert.convert_checkpoint(untied, root / "converted").path
 
 
 def test_key_map_covers_every_tensor_of_the_checkpoint_exactly(tiny_untied: Path) -> None:
@@ -102,13 +102,13 @@ def test_missing_tensor_is_named(tiny_untied: Path, tmp_path: Path) -> None:
     with pytest.raises(
         CheckpointError, match=r"missing tensors.*model\.layers\.1\.mlp\.up_proj\.weight"
     ):
-        convert.run(broken, tmp_path / "out")
+        convert.convert_checkpoint(broken, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_tied_checkpoint_is_refused_with_a_hint(tiny_tied: Path, tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="mobq untie"):
-        convert.run(tiny_tied, tmp_path / "out")
+        convert.convert_checkpoint(tiny_tied, tmp_path / "out")
 
 
 def test_unsupported_and_non_causal_architectures_are_refused(tmp_path: Path) -> None:

@@ -189,7 +189,7 @@ def test_rope_scaling_really_changes_the_tables(tiny_llama: Path, tiny_phi: Path
 
 @pytest.fixture(scope="module")
 def converted_phi(tiny_phi: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return convert.run(tiny_phi, tmp_path_factory.mktemp("conv") / "phi").path
+    return convert.convert_checkpoint(tiny_phi, tmp_path_factory.mktemp("conv") / "phi").path
 
 
 def test_phi3_key_map_and_splits_cover_the_checkpoint_exactly(tiny_phi: Path) -> None:
@@ -246,8 +246,8 @@ def _eager_sqnr(model_dir: Path, converted: Path) -> float:
 def test_eager_models_match_transformers(
     tiny_llama: Path, tiny_phi: Path, converted_phi: Path, tmp_path: Path
 ) -> None:
-    untied = untie.run(tiny_llama, tmp_path / "untied").path
-    converted_llama = convert.run(untied, tmp_path / "converted").path
+    untied = untie.untie_checkpoint(tiny_llama, tmp_path / "untied").path
+    converted_llama = convert.convert_checkpoint(untied, tmp_path / "converted").path
     assert _eager_sqnr(tiny_llama, converted_llama) > 100
     assert _eager_sqnr(tiny_phi, converted_phi) > 100
 

@@ -20,6 +20,7 @@ from mobq import convert, metadata, quantize, untie, verify
 from mobq.errors import VerificationFailed
 from mobq.pte import export_program, llama
 from mobq.pte.lowering import ExportOptions
+from mobq.schemes import SCHEMES
 from mobq.source import load_config
 
 CTX = 64
@@ -28,9 +29,9 @@ CTX = 64
 @pytest.fixture(scope="module")
 def stages(tiny_tied: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     work = tmp_path_factory.mktemp("gate")
-    untie.run(tiny_tied, work / "untied")
-    quantize.run(work / "untied", work / "quantized", "8da4w")
-    convert.run(work / "quantized", work / "converted")
+    untie.untie_checkpoint(tiny_tied, work / "untied")
+    quantize.quantize_checkpoint(work / "untied", work / "quantized", SCHEMES["8da4w"])
+    convert.convert_checkpoint(work / "quantized", work / "converted")
     return {
         "model": tiny_tied,
         **{name: work / name for name in ("untied", "quantized", "converted")},

@@ -118,7 +118,7 @@ def test_text_decoder_of_the_multimodal_checkpoint_is_the_same_model(
 ) -> None:
     from transformers import AutoModelForCausalLM, Gemma3ForConditionalGeneration
 
-    result = untie.run(tiny_gemma_multimodal, tmp_path / "text")
+    result = untie.untie_checkpoint(tiny_gemma_multimodal, tmp_path / "text")
     assert result.was_tied and result.dropped_tensors > 0
     config = load_config(result.path)
     assert config.architectures == ["Gemma3ForCausalLM"] and not config.tie_word_embeddings
@@ -179,7 +179,7 @@ def test_a_checkpoint_without_text_decoder_tensors_is_named(tmp_path: Path) -> N
 
     save_file({"vision_tower.weight": torch.zeros(2)}, str(bogus / "model.safetensors"))
     with pytest.raises(CheckpointError, match="no text decoder tensors found"):
-        untie.run(bogus, tmp_path / "out")
+        untie.untie_checkpoint(bogus, tmp_path / "out")
 
 
 def load_config_of(architecture: dict[str, Any]) -> Any:
@@ -412,11 +412,13 @@ def test_run_with_an_image_through_the_multimodal_runner(gemma_multimodal, tmp_p
 def tiny_gemma_untied_8da4w(tiny_gemma: Path, tmp_path_factory: pytest.TempPathFactory):
     """(untied float checkpoint, its 8da4w checkpoint): what verify's reference loads."""
     from mobq import quantize
-    from mobq.schemes import QuantOptions
+    from mobq.schemes import SCHEMES, QuantOptions
 
     root = tmp_path_factory.mktemp("gemma-q")
-    untied = untie.run(tiny_gemma, root / "untied").path
-    quantized = quantize.run(untied, root / "q", "8da4w", QuantOptions(32, False), []).path
+    untied = untie.untie_checkpoint(tiny_gemma, root / "untied").path
+    quantized = quantize.quantize_checkpoint(
+        untied, root / "q", SCHEMES["8da4w"], QuantOptions(32, False), []
+    ).path
     return untied, quantized
 
 

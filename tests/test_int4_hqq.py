@@ -42,7 +42,9 @@ def int4_cpu(
 ) -> quantize.QuantizeResult:
     out = tmp_path_factory.mktemp("int4") / "int4-hqq"
     options = QuantOptions(group_size=32, target="cpu")
-    return quantize.run(tiny_untied, out, "int4-hqq", options, source_id="Qwen/Qwen3-8B")
+    return quantize.quantize_checkpoint(
+        tiny_untied, out, SCHEMES["int4-hqq"], options, source_id="Qwen/Qwen3-8B"
+    )
 
 
 def _logits(model_dir: Path) -> torch.Tensor:
@@ -141,7 +143,9 @@ def test_gpu_target_without_cuda_is_refused_before_writing(
     tiny_untied: Path, tmp_path: Path
 ) -> None:
     with pytest.raises(InputError, match="needs CUDA"):
-        quantize.run(tiny_untied, tmp_path / "q", "int4-hqq", QuantOptions(128, target="h100"))
+        quantize.quantize_checkpoint(
+            tiny_untied, tmp_path / "q", SCHEMES["int4-hqq"], QuantOptions(128, target="h100")
+        )
     assert not (tmp_path / "q").exists()
 
 

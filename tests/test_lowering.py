@@ -18,6 +18,7 @@ from mobq import convert, quantize, runtime, untie
 from mobq.pte import export_program, linears, lowering
 from mobq.pte.llama import load_eager_model
 from mobq.pte.lowering import ExportOptions
+from mobq.schemes import SCHEMES
 from mobq.verify import pte_step_logits
 
 CTX = 32
@@ -26,9 +27,9 @@ CTX = 32
 @pytest.fixture(scope="module")
 def converted_8da4w(tiny_tied: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("lowering")
-    untie.run(tiny_tied, work / "untied")
-    quantize.run(work / "untied", work / "quantized", "8da4w")
-    convert.run(work / "quantized", work / "converted")
+    untie.untie_checkpoint(tiny_tied, work / "untied")
+    quantize.quantize_checkpoint(work / "untied", work / "quantized", SCHEMES["8da4w"])
+    convert.convert_checkpoint(work / "quantized", work / "converted")
     return work / "converted"
 
 

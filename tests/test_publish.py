@@ -14,14 +14,18 @@ from fakehub import FakeHub
 from mobq import hub, quantize, upload
 from mobq.cli import cli
 from mobq.errors import InputError, StageError
-from mobq.schemes import QuantOptions
+from mobq.schemes import SCHEMES, QuantOptions
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tiny_untied: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("publish") / "tiny-int4"
-    quantize.run(
-        tiny_untied, out, "int4-hqq", QuantOptions(32, target="cpu"), source_id="Qwen/Qwen3-8B"
+    quantize.quantize_checkpoint(
+        tiny_untied,
+        out,
+        SCHEMES["int4-hqq"],
+        QuantOptions(32, target="cpu"),
+        source_id="Qwen/Qwen3-8B",
     )
     (out / ".mobq-tmp-123-partial").write_text("left by a killed run")
     return out

@@ -17,7 +17,9 @@ from mobq.schemes import SCHEMES, QuantOptions
 def quantized(
     tiny_untied: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> quantize.QuantizeResult:
-    return quantize.run(tiny_untied, tmp_path_factory.mktemp("q") / "8da4w", "8da4w")
+    return quantize.quantize_checkpoint(
+        tiny_untied, tmp_path_factory.mktemp("q") / "8da4w", SCHEMES["8da4w"]
+    )
 
 
 def _card_quantized(model_dir: Path, options: QuantOptions | None = None) -> torch.nn.Module:
@@ -137,7 +139,7 @@ def test_torchao_configs_round_trip_through_dicts() -> None:
 
 def test_tied_input_is_refused(tiny_tied: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match="mobq untie"):
-        quantize.run(tiny_tied, tmp_path / "q", "8da4w")
+        quantize.quantize_checkpoint(tiny_tied, tmp_path / "q", SCHEMES["8da4w"])
     assert not (tmp_path / "q").exists()
 
 

@@ -108,7 +108,7 @@ def _short(names: list[str], limit: int = 6) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-def run(model_dir: Path, out_dir: Path) -> ConvertResult:
+def convert_checkpoint(model_dir: Path, out_dir: Path) -> ConvertResult:
     config = load_config(model_dir)
     family = family_for_config(config, f"{model_dir}/config.json")
     params = derive_params(config, family)

@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mobq import fsutil
 from mobq.errors import InputError
 from mobq.metadata import PromptFormat
+
+if TYPE_CHECKING:
+    from mobq.plan import ExportPlan
 
 MANIFEST = "manifest.json"
 SCHEMA_VERSION = 1
@@ -130,6 +133,93 @@ def file_entry(directory: Path, name: str, role: str) -> FileEntry:
     path = Path(directory) / name
     return FileEntry(
         path=name, role=role, bytes=path.stat().st_size, sha256=fsutil.sha256_file(path)
+    )
+
+
+def assemble(
+    plan: ExportPlan,
+    *,
+    program_dir: Path,
+    export_result: dict[str, Any],
+    quant_result: dict[str, Any] | None,
+    params: dict[str, Any],
+    records: list[StageRecord],
+) -> Manifest:
+    """The output directory from the plan and the stage results, renamed into place whole."""
+    import shutil
+
+    from mobq.source import TOKENIZER_FILES
+
+    with fsutil.atomic_path(plan.out, is_dir=True) as tmp:
+        fsutil.link_or_copy(program_dir / "model.pte", tmp / "model.pte")
+        files = [file_entry(tmp, "model.pte", "program")]
+        for name in TOKENIZER_FILES:
+            # tokenizer.json is the runner's checked copy from the export stage; the rest as given.
+            origin = program_dir if (program_dir / name).is_file() else Path(plan.tokenizer_dir)
+            if (origin / name).is_file():
+                shutil.copyfile(origin / name, tmp / name)
+                files.append(file_entry(tmp, name, name.rsplit(".", 1)[0]))
+        manifest = _manifest(plan, export_result, quant_result, params, files, records)
+        manifest.write(tmp)
+    return manifest
+
+
+def _manifest(
+    plan: ExportPlan,
+    export_result: dict[str, Any],
+    quant_result: dict[str, Any] | None,
+    params: dict[str, Any],
+    files: list[FileEntry],
+    records: list[StageRecord],
+) -> Manifest:
+    from mobq import hostinfo
+    from mobq.resources import params_parameter_count
+
+    settings, options, runtime_md = plan.settings, plan.export_options, plan.runtime_md
+    return Manifest(
+        mobq_version=hostinfo.versions()["mobq"],
+        model=ModelInfo(
+            name=plan.source.display_name,
+            family=plan.family.name,
+            architecture=(getattr(plan.config, "architectures", None) or ["?"])[0],
+            source=plan.source.describe(),
+            params=params,
+            parameters=params_parameter_count(params),
+        ),
+        export=ExportInfo(
+            scheme=settings.scheme.name,
+            group_size=settings.group_size,
+            hqq=settings.hqq,
+            overrides=[
+                {"pattern": o.pattern, "scheme": o.scheme, "origin": o.origin}
+                for o in settings.overrides
+            ],
+            ctx=options.ctx,
+            max_seq_len=options.seq_len,
+            provenance=settings.provenance,
+        ),
+        runtime=RuntimeInfo(
+            bos_id=runtime_md.bos_id,
+            bos_token=runtime_md.bos_token,
+            add_bos=runtime_md.add_bos,
+            eos_ids=runtime_md.eos_ids,
+            eos_tokens=runtime_md.eos_tokens,
+            vocab_size=runtime_md.vocab_size,
+            tokenizer_vocab_size=runtime_md.tokenizer_vocab_size,
+            max_context_len=options.ctx,
+            max_seq_len=options.seq_len,
+            chat_format=runtime_md.prompt_format,
+            chat_template=runtime_md.chat_template,
+            tokenizer_changes=export_result.get("runner_tokenizer_changes", []),
+            provenance=runtime_md.provenance,
+        ),
+        quantization=quant_result,
+        verification=export_result["verification"],
+        image=export_result.get("image"),
+        files=files,
+        stages=records,
+        versions=hostinfo.versions(),
+        host=hostinfo.host(),
     )
 
 

@@ -24,7 +24,6 @@ from mobq.schemes import (
     QuantOptions,
     Scheme,
     check_module_scheme_name,
-    check_scheme_name,
 )
 from mobq.source import load_config
 from mobq.untie import copy_side_files, is_tied
@@ -265,22 +264,26 @@ class QuantizeResult:
         }
 
 
-def run(
+def quantize_checkpoint(
     model_dir: Path,
     out_dir: Path,
-    scheme_name: str,
+    scheme: Scheme,
     options: QuantOptions | None = None,
     overrides: list[Override] | None = None,
     source_id: str | None = None,
+    plan: QuantPlan | None = None,
 ) -> QuantizeResult:
-    """Quantize `model_dir` into `out_dir`; `source_id` (a hub id) names the base model in cards."""
+    """Quantize `model_dir` into `out_dir`; `source_id` (a hub id) names the base model in cards.
+
+    `plan`: the module plan mobq.plan already made from this checkpoint's config (with these
+    scheme, options and overrides); None makes it here.
+    """
     overrides = overrides or []
-    scheme = check_scheme_name(scheme_name, target=None)
     options = options or QuantOptions(group_size=scheme.default_group_size)
     config = load_config(model_dir)
     family = family_for_config(config, f"{model_dir}/config.json")
-    modules = quantizable_modules(config)
-    plan = make_plan(modules, scheme, options, overrides)
+    if plan is None:
+        plan = make_plan(quantizable_modules(config), scheme, options, overrides)
     placements = _placements(plan, options)
     for name, why in plan.skipped.items():
         progress.info(f"[yellow]kept in float[/]: {name} ({why})")
@@ -298,14 +301,14 @@ def run(
         fsutil.ensure_free_disk(Path(out_dir).parent, bytes_in // 2, "the quantized checkpoint")
         with fsutil.atomic_path(Path(out_dir), is_dir=True) as tmp:
             writer = CheckpointWriter(tmp)
-            with progress.task(f"quantizing to {scheme_name}", total=len(reader.names)) as advance:
+            with progress.task(f"quantizing to {scheme.name}", total=len(reader.names)) as advance:
                 for name in reader.names:
                     module = name.rsplit(".", 1)[0]
                     tensor = reader.get(name)
                     if name.endswith(".weight") and module in configs:
                         device, dtype = placements[plan.modules[module][1]]
                         tensor = quantize_weight(
-                            modules[module][0], tensor, configs[module], device, dtype
+                            plan.modules[module][0], tensor, configs[module], device, dtype
                         )
                     writer.add(name, tensor)
                     del tensor
@@ -320,7 +323,7 @@ def run(
             target = _write_server_card(tmp, scheme, options, plan, source_id or str(model_dir))
     return QuantizeResult(
         path=Path(out_dir),
-        scheme=scheme_name,
+        scheme=scheme.name,
         options=options,
         plan_summary=plan.summary(),
         skipped=plan.skipped,

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from mobq.errors import InputError, ModelNotFound
+from mobq.schemes import DEFAULT_GROUP_SIZE
 
 
 class _Strict(BaseModel):
@@ -50,9 +51,11 @@ class QuantOverride(_Strict):
 
 
 class RecipeDefaults(_Strict):
+    """A recipe's defaults; `RecipeDefaults()` is mobq's own, for a model without a recipe."""
+
     scheme: str = "8da4w"
     ctx: int = Field(1024, gt=0)
-    group_size: int = Field(32, gt=0)
+    group_size: int = Field(DEFAULT_GROUP_SIZE, gt=0)
     hqq: bool = False
 
     @field_validator("scheme")

@@ -43,18 +43,53 @@ class JobEstimate:
         }
 
 
+def decoder_parameters(
+    *,
+    hidden: int,
+    layers: int,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    intermediate: int,
+    vocab: int,
+    tied: bool,
+) -> int:
+    """Parameters of a llama-like decoder: the one formula (recipes, sweep, manifest)."""
+    attention = hidden * head_dim * (2 * heads + 2 * kv_heads)
+    mlp = 3 * hidden * intermediate
+    return layers * (attention + mlp) + vocab * hidden * (1 if tied else 2)
+
+
 def parameter_count(architecture: dict[str, Any]) -> int:
     """Parameters of a llama-like decoder from its config.json fields."""
+    # Multimodal checkpoints (Gemma-3) keep the decoder's fields under text_config.
     cfg = architecture.get("text_config") or architecture
-    hidden, layers = cfg.get("hidden_size", 0), cfg.get("num_hidden_layers", 0)
+    hidden = cfg.get("hidden_size", 0)
     heads = cfg.get("num_attention_heads", 1) or 1
-    kv = cfg.get("num_key_value_heads") or heads
-    head_dim = cfg.get("head_dim") or hidden // heads
-    attention = hidden * head_dim * (2 * heads + 2 * kv)
-    mlp = 3 * hidden * cfg.get("intermediate_size", 0)
-    embeddings = cfg.get("vocab_size", 0) * hidden
-    tied = cfg.get("tie_word_embeddings", architecture.get("tie_word_embeddings", False))
-    return layers * (attention + mlp) + embeddings * (1 if tied else 2)
+    return decoder_parameters(
+        hidden=hidden,
+        layers=cfg.get("num_hidden_layers", 0),
+        heads=heads,
+        kv_heads=cfg.get("num_key_value_heads") or heads,
+        head_dim=cfg.get("head_dim") or hidden // heads,
+        intermediate=cfg.get("intermediate_size", 0),
+        vocab=cfg.get("vocab_size", 0),
+        tied=cfg.get("tie_word_embeddings", architecture.get("tie_word_embeddings", False)),
+    )
+
+
+def params_parameter_count(params: dict[str, Any]) -> int:
+    """The same count from ExecuTorch's params.json (exported programs are always untied)."""
+    return decoder_parameters(
+        hidden=params["dim"],
+        layers=params["n_layers"],
+        heads=params["n_heads"],
+        kv_heads=params["n_kv_heads"],
+        head_dim=params["head_dim"],
+        intermediate=params["hidden_dim"],
+        vocab=params["vocab_size"],
+        tied=False,
+    )
 
 
 def program_bytes(parameters: int, scheme: str, embeddings: int) -> int:

@@ -21,6 +21,12 @@ class Generation:
     stats: dict[str, Any]
 
 
+def uses_stock_runner(export_dir: Path, asked: bool, image: Path | None) -> bool:
+    """`mobq run` generates with the stock runner when asked, for a picture, or for any
+    multimodal export (`Conversation` drives text programs only); else with `Conversation`."""
+    return asked or image is not None or load_manifest(export_dir).image is not None
+
+
 def build_prompt(
     manifest: Manifest,
     message: str,

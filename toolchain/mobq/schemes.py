@@ -13,6 +13,8 @@ from typing import Any, Literal
 from mobq.errors import InputError
 
 ModuleKind = Literal["linear", "embedding"]
+# Int4 group size when nothing else says (recipes.RecipeDefaults holds the other defaults).
+DEFAULT_GROUP_SIZE = 32
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def auto_server_target() -> str:
 
 @dataclass(frozen=True)
 class QuantOptions:
-    group_size: int = 32
+    group_size: int = DEFAULT_GROUP_SIZE
     hqq: bool = False
     target: str | None = None  # server target of int4-hqq; None: this host's (auto)
 
@@ -103,7 +105,7 @@ class Scheme:
     # Verification gate: logit SQNR of the .pte against its reference eager model.
     min_sqnr_db: float
     target: Literal["pte", "server"] = "pte"
-    default_group_size: int = 32
+    default_group_size: int = DEFAULT_GROUP_SIZE
 
     @property
     def quantized(self) -> bool:

@@ -402,6 +402,18 @@ def start_ray(address: str | None, cpus: int | None) -> dict[str, Any]:
     }
 
 
+def preview_limits(address: str | None, cpus: int | None) -> dict[str, Any]:
+    """What a dry run schedules against: the Ray cluster at `address`, else this host."""
+    if not address:
+        return {
+            "cpus": cpus or hostinfo.host()["cores"],
+            "memory_bytes": int(hostinfo.host()["memory_gb"] * 1e9),
+        }
+    limits = start_ray(address, None)
+    _ray().shutdown()
+    return limits
+
+
 def run_sweep(
     jobs: list[Job],
     out_root: str,

@@ -53,7 +53,7 @@ def is_tied(config: Any, reader: CheckpointReader, lm_head_key: str) -> bool:
     return tied or lm_head_key not in reader
 
 
-def run(model_dir: Path, out_dir: Path, *, multimodal: bool = False) -> UntieResult:
+def untie_checkpoint(model_dir: Path, out_dir: Path, *, multimodal: bool = False) -> UntieResult:
     """Write an untied copy of `model_dir` to `out_dir` (or report that none is needed).
 
     A multimodal checkpoint becomes its text decoder, or with `multimodal` stays whole.

@@ -1,12 +1,30 @@
-"""Helpers shared by the command modules: consoles and JSON output."""
+"""Helpers shared by the command modules: consoles, JSON output, the options they repeat."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def json_option(help: str | None = None) -> Decorator:
+    """`--json`, passed to the command as `as_json`."""
+    return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def force_option(help: str | None = "Replace an existing output directory.") -> Decorator:
+    return click.option("--force", is_flag=True, help=help)
+
+
+def out_dir_option(help: str | None = "Output directory.") -> Decorator:
+    """A required `--out/-o` directory (the stage commands)."""
+    return click.option("--out", "-o", type=click.Path(path_type=Path), required=True, help=help)
 
 
 def console(stderr: bool = False) -> Any:

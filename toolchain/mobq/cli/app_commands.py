@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mobq.cli import cli
-from mobq.cli._common import console, print_json
+from mobq.cli._common import console, force_option, json_option, print_json
 
 DEMO_EXPORT = Path("exports/demo-qwen3-tiny-8da4w-ctx256")
 
@@ -29,9 +29,9 @@ DEMO_EXPORT = Path("exports/demo-qwen3-tiny-8da4w-ctx256")
     default=None,
     help="Check against one phone class only (see data/phone_classes.yaml).",
 )
-@click.option("--force", is_flag=True, help="Replace a model already bundled in the app.")
+@force_option("Replace a model already bundled in the app.")
 @click.option("--revision", help="With ORG/NAME: the Hub branch, tag or commit [main].")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def bundle(
     target: str,
     export_ref: str,
@@ -128,7 +128,7 @@ _serial = click.option(
 @android.command("push")
 @click.argument("export_dir", type=click.Path(path_type=Path), default=DEMO_EXPORT)
 @_serial
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def android_push(export_dir: Path, serial: str | None, as_json: bool) -> None:
     """Copy an export's files into the app's models folder on the phone."""
     from mobq.android_device import push
@@ -172,7 +172,7 @@ def android_push(export_dir: Path, serial: str | None, as_json: bool) -> None:
 @click.option(
     "--out", "-o", type=click.Path(path_type=Path), default=Path("results"), show_default=True
 )
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def android_bench(
     export_dir: Path,
     serial: str | None,
@@ -214,7 +214,7 @@ def android_bench(
 @click.option(
     "--out", "-o", type=click.Path(path_type=Path), default=Path("results"), show_default=True
 )
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def android_pull(serial: str | None, out: Path, as_json: bool) -> None:
     """Copy every result the app wrote into OUT (each validated)."""
     from mobq.android_device import pull
@@ -239,8 +239,8 @@ def android_pull(serial: str | None, out: Path, as_json: bool) -> None:
     required=True,
     help="Folder for report.md and the charts.",
 )
-@click.option("--force", is_flag=True, help="Replace an existing report folder.")
-@click.option("--json", "as_json", is_flag=True)
+@force_option("Replace an existing report folder.")
+@json_option()
 def report(results: tuple[Path, ...], out: Path, force: bool, as_json: bool) -> None:
     """Merge host and device results into report.md and PNG charts.
 

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from mobq.cli import cli
-from mobq.cli._common import console, print_json
+from mobq.cli._common import console, force_option, json_option, out_dir_option, print_json
 
 # ---------------------------------------------------------------- recipes
 
@@ -19,7 +19,7 @@ from mobq.cli._common import console, print_json
     metavar="CLASS",
     help="Add the memory fit and projected decode tok/s on a phone class (data/phone_classes.yaml).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option("Machine-readable output.")
 def models(phone: str | None, as_json: bool) -> None:
     """List the recipes in export_configs/: hub id, defaults and architecture.
 
@@ -29,6 +29,7 @@ def models(phone: str | None, as_json: bool) -> None:
     """
     from mobq.families import FAMILIES
     from mobq.recipes import all_recipes
+    from mobq.resources import parameter_count
 
     phone_class = None
     if phone is not None:
@@ -52,7 +53,7 @@ def models(phone: str | None, as_json: bool) -> None:
                 "heads": f"{arch.get('num_attention_heads')}/{arch.get('num_key_value_heads')}",
                 "vocab": arch.get("vocab_size"),
                 "tied": arch.get("tie_word_embeddings", False),
-                "parameters_b": round(_recipe_parameters(arch) / 1e9, 2),
+                "parameters_b": round(parameter_count(recipe.architecture) / 1e9, 2),
                 "exportable": family is not None and family.blocked is None,
             }
         )
@@ -131,17 +132,6 @@ def _projection_cells(p: dict[str, Any] | None) -> tuple[str, str]:
     return fits, speed
 
 
-def _recipe_parameters(arch: dict[str, Any]) -> int:
-    hidden, layers = arch.get("hidden_size", 0), arch.get("num_hidden_layers", 0)
-    heads = arch.get("num_attention_heads", 1)
-    kv = arch.get("num_key_value_heads", heads)
-    head_dim = arch.get("head_dim") or hidden // max(heads, 1)
-    attention = hidden * head_dim * (2 * heads + 2 * kv)
-    mlp = 3 * hidden * arch.get("intermediate_size", 0)
-    embeddings = arch.get("vocab_size", 0) * hidden * (1 if arch.get("tie_word_embeddings") else 2)
-    return layers * (attention + mlp) + embeddings
-
-
 # ---------------------------------------------------------------- export pipeline
 
 _scheme_help = "Quantization scheme: 8da4w (default), 8da8w or fp32."
@@ -193,9 +183,9 @@ _scheme_help = "Quantization scheme: 8da4w (default), 8da8w or fp32."
 )
 @click.option("--revision", help="Hub revision (branch, tag or commit).")
 @click.option("--min-sqnr", "min_sqnr_db", type=float, help="Verification gate in dB [per scheme].")
-@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@force_option()
 @click.option("--no-cache", is_flag=True, help="Run every stage even if a cached result exists.")
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest as JSON.")
+@json_option("Print the manifest as JSON.")
 def export(model: str, as_json: bool, no_cache: bool, **options: Any) -> None:
     """Export MODEL (recipe, hub id or local directory) to a verified .pte.
 
@@ -247,17 +237,15 @@ def _print_export_summary(out: Path, manifest: Any) -> None:
 
 @cli.command()
 @click.argument("model")
-@click.option(
-    "--out", "-o", type=click.Path(path_type=Path), required=True, help="Output directory."
-)
-@click.option("--force", is_flag=True, help="Replace an existing output directory.")
+@out_dir_option()
+@force_option()
 def untie(model: str, out: Path, force: bool) -> None:
     """Give lm_head its own copy of a tied embedding (safetensors, config updated)."""
     from mobq import fsutil, source
-    from mobq import untie as untie_stage
+    from mobq.untie import untie_checkpoint
 
     fsutil.prepare_output_dir(out, force=force)
-    result = untie_stage.run(source.resolve(model).path, out)
+    result = untie_checkpoint(source.resolve(model).path, out)
     if not result.was_tied:
         click.echo(f"{model} is not tied: nothing written")
         return
@@ -266,9 +254,7 @@ def untie(model: str, out: Path, force: bool) -> None:
 
 @cli.command()
 @click.argument("model")
-@click.option(
-    "--out", "-o", type=click.Path(path_type=Path), required=True, help="Output directory."
-)
+@out_dir_option()
 @click.option(
     "--scheme",
     default="8da4w",
@@ -284,8 +270,8 @@ def untie(model: str, out: Path, force: bool) -> None:
     "[this host's GPU, else cpu].",
 )
 @click.option("--override", "overrides", multiple=True, metavar="PATTERN=SCHEME")
-@click.option("--force", is_flag=True)
-@click.option("--json", "as_json", is_flag=True)
+@force_option(help=None)
+@json_option()
 def quantize(
     model: str,
     out: Path,
@@ -304,16 +290,16 @@ def quantize(
     mobq quantize Qwen/Qwen3-8B --scheme int4-hqq --out Qwen3-8B-INT4   (on the serving GPU)
     """
     from mobq import fsutil, source
-    from mobq import quantize as quantize_stage
+    from mobq.quantize import Override, quantize_checkpoint
     from mobq.schemes import QuantOptions, check_scheme_name
 
     chosen = check_scheme_name(scheme, target=None)
     options = QuantOptions(group_size or chosen.default_group_size, hqq, target)
     fsutil.prepare_output_dir(out, force=force)
-    parsed = [quantize_stage.Override.parse(text) for text in overrides]
+    parsed = [Override.parse(text) for text in overrides]
     resolved = source.resolve(model)
-    result = quantize_stage.run(
-        resolved.path, out, scheme, options, parsed, source_id=resolved.hub_id or model
+    result = quantize_checkpoint(
+        resolved.path, out, chosen, options, parsed, source_id=resolved.hub_id or model
     )
     if as_json:
         print_json(result.to_dict())
@@ -328,15 +314,15 @@ def quantize(
 
 @cli.command()
 @click.argument("model")
-@click.option("--out", "-o", type=click.Path(path_type=Path), required=True)
-@click.option("--force", is_flag=True)
+@out_dir_option(help=None)
+@force_option(help=None)
 def convert(model: str, out: Path, force: bool) -> None:
     """Rename keys to ExecuTorch's llama layout and derive params.json from config.json."""
-    from mobq import convert as convert_stage
     from mobq import fsutil, source
+    from mobq.convert import convert_checkpoint
 
     fsutil.prepare_output_dir(out, force=force)
-    result = convert_stage.run(source.resolve(model).path, out)
+    result = convert_checkpoint(source.resolve(model).path, out)
     click.echo(f"{result.tensors} tensors ({result.family}) and params.json written to {out}")
 
 
@@ -356,7 +342,7 @@ def cache() -> None:
 
 
 @cache.command("ls")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def cache_ls(as_json: bool) -> None:
     """Each cached entry: what it is, its size and age, largest first."""
     import time
@@ -397,7 +383,7 @@ def _age(seconds: float) -> str:
 @click.option("--stage", "kind", metavar="NAME", help="One kind: untie, quantize, export, ...")
 @click.option("--all", "everything", is_flag=True, help="Everything in the cache.")
 @click.option("--dry-run", is_flag=True, help="Say what would go, remove nothing.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def cache_prune(
     older_than: float | None, kind: str | None, everything: bool, dry_run: bool, as_json: bool
 ) -> None:

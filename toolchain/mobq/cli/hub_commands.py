@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from mobq.cli import cli
-from mobq.cli._common import print_json
+from mobq.cli._common import json_option, print_json
 
 
 @cli.command()
@@ -16,7 +16,7 @@ from mobq.cli._common import print_json
 @click.option("--repo", "repo_option", metavar="ORG/NAME", help="Same as the ORG/NAME argument.")
 @click.option("--private", is_flag=True, help="Create the repo private.")
 @click.option("--message", help="Commit message.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option("Machine-readable output.")
 def publish(
     directory: Path,
     repo_id: str | None,

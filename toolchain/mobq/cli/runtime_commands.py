@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from mobq.cli import cli
-from mobq.cli._common import console, print_json
+from mobq.cli._common import console, json_option, print_json
 
 # ---------------------------------------------------------------- runtime
 
@@ -96,7 +96,7 @@ def _status_line(reply: Any) -> str:
     help="A picture for a multimodal export (ExecuTorch's MultimodalRunner; implies --stock-runner).",
 )
 @_revision
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def run(
     export_ref: str,
     prompt: str,
@@ -120,10 +120,10 @@ def run(
     mobq run OUT -p "Once upon a time" --raw --temperature 0.8 --top-p 0.9 --seed 1
     mobq run exports/gemma-3-4b-8da4w-ctx1024 --image photo.jpg -p "What is in this picture?"
     """
-    from mobq.manifest import load_manifest
+    from mobq.run import uses_stock_runner
 
     export_dir = _locate(export_ref, revision)
-    if stock_runner or image is not None or load_manifest(export_dir).image is not None:
+    if uses_stock_runner(export_dir, stock_runner, image):
         _run_stock(
             export_dir, prompt, max_new_tokens, temperature, top_p, seed, raw, think, as_json, image
         )
@@ -279,7 +279,7 @@ def chat(
 @click.option(
     "--in-process", is_flag=True, help="Measure in this process (faster; peak RSS is shared)."
 )
-@click.option("--json", "as_json", is_flag=True, help="Results in the shared bench-result schema.")
+@json_option("Results in the shared bench-result schema.")
 @click.option("--csv", "as_csv", is_flag=True)
 @_revision
 def bench(
@@ -409,7 +409,7 @@ def _bench_table(results: list[Any]) -> None:
     help="lm-evaluation-harness tasks, e.g. hellaswag,gsm8k.",
 )
 @click.option("--lm-eval-limit", type=int, default=None, help="Examples per lm-eval task.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def eval_command(
     export_dir: Path,
     text_path: Path | None,
@@ -492,7 +492,7 @@ def demo(out: Path, prompt: str | None) -> None:
 
 @cli.command()
 @click.option("--no-hub", is_flag=True, help="Skip the Hugging Face Hub reachability check.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option()
 def doctor(no_hub: bool, as_json: bool) -> None:
     """Check versions, ExecuTorch's ops, disk, memory and the hub; say what to fix."""
     from mobq.doctor import run_checks

@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from mobq.cli import cli
-from mobq.cli._common import console, print_json
+from mobq.cli._common import console, json_option, print_json
 
 
 @cli.command("bench-gpu")
@@ -72,7 +72,7 @@ from mobq.cli._common import console, print_json
     help="With plain int4: torchao's tinygemm, or GemLite's Triton kernels (needs gemlite).",
 )
 @click.option("--save", is_flag=True, help="Keep the figures in MODEL and put them in its card.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@json_option("Machine-readable output.")
 def bench_gpu(
     model: str,
     baseline: Path | None,
@@ -105,9 +105,10 @@ def bench_gpu(
 
 def _random_pair(recipe: str, workdir: Path, tokenizer: Path | None) -> tuple[Path, Path]:
     """bf16 random checkpoint and its int4-hqq quantization, reused when already built."""
-    from mobq import quantize as quantize_stage
-    from mobq import untie
+    from mobq.quantize import quantize_checkpoint
+    from mobq.schemes import SCHEMES
     from mobq.server import gpu_bench
+    from mobq.untie import untie_checkpoint
 
     bf16 = workdir / f"{recipe}-bf16"
     int4 = workdir / f"{recipe}-int4-hqq"
@@ -115,8 +116,10 @@ def _random_pair(recipe: str, workdir: Path, tokenizer: Path | None) -> tuple[Pa
         gpu_bench.random_checkpoint(recipe, bf16, tokenizer)
     if not (int4 / "config.json").is_file():
         # Tied recipes (Qwen3-0.6B, -4B) get their own lm_head first, as export does.
-        source = untie.run(bf16, workdir / f"{recipe}-bf16-untied").path
-        quantize_stage.run(source, int4, "int4-hqq", source_id=f"{recipe} (random weights)")
+        source = untie_checkpoint(bf16, workdir / f"{recipe}-bf16-untied").path
+        quantize_checkpoint(
+            source, int4, SCHEMES["int4-hqq"], source_id=f"{recipe} (random weights)"
+        )
     return int4, bf16
 
 

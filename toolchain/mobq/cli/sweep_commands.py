@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from mobq.cli import cli
-from mobq.cli._common import console, print_json
+from mobq.cli._common import console, json_option, print_json
 
 STATUS_STYLE = {
     "queued": "dim",
@@ -91,7 +91,7 @@ def _preview(
     is_flag=True,
     help="Run the jobs one after another in this process, without Ray.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print summary.json.")
+@json_option("Print summary.json.")
 def sweep(
     plan_file: Path,
     out: str,
@@ -110,7 +110,6 @@ def sweep(
     mobq sweep plan.yaml --address auto
     mobq sweep plan.yaml --dry-run
     """
-    from mobq import hostinfo
     from mobq import sweep as sweep_mod
     from mobq.errors import InputError
 
@@ -119,13 +118,7 @@ def sweep(
     plan = sweep_mod.load_plan(plan_file)
     jobs = sweep_mod.expand(plan, out, cpus_per_job)
     if dry_run:
-        limits = {
-            "cpus": cpus or hostinfo.host()["cores"],
-            "memory_bytes": int(hostinfo.host()["memory_gb"] * 1e9),
-        }
-        if address:
-            limits = sweep_mod.start_ray(address, None)
-            sweep_mod._ray().shutdown()
+        limits = sweep_mod.preview_limits(address, cpus)
         waves, too_large = sweep_mod.schedule_preview(jobs, limits["memory_bytes"], limits["cpus"])
         if as_json:
             print_json(

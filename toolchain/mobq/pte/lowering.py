@@ -25,25 +25,19 @@ from typing import Any
 import torch
 
 from mobq import fsutil, progress
-from mobq.errors import InputError, StageError
+from mobq.errors import StageError
 
 
 @dataclass(frozen=True)
 class ExportOptions:
+    """What the program is built for; mobq.plan checks ctx and max_seq_len once, up front."""
+
     ctx: int
     max_seq_len: int | None = None  # prefill chunk; defaults to ctx
     dtype: str = "fp32"
     # XNNPACK's general partitioner beside the dynamic-quant one: float linears and
     # elementwise ops on XNNPACK (None: on for float programs, off for quantized ones).
     extended_ops: bool | None = None
-
-    def __post_init__(self) -> None:
-        if self.ctx <= 0:
-            raise InputError(f"--ctx must be a positive number of tokens, got {self.ctx}")
-        if self.max_seq_len is not None and not 0 < self.max_seq_len <= self.ctx:
-            raise InputError(
-                f"--max-seq-len must be in 1..ctx ({self.ctx}), got {self.max_seq_len}"
-            )
 
     @property
     def seq_len(self) -> int:
