@@ -1,0 +1,147 @@
+"""mobq export against the model card's stock `export_llama` command, side by side.
+
+Both start from the same random-weight checkpoint (the recipe's architecture, `--layers N` for
+a proxy): mobq through `bench/export_memory.py` (its whole pipeline, verify included), stock
+from that checkpoint's float weights in ExecuTorch's llama layout (mobq's untie + convert
+stages, saved as the .pth `export_llama` reads) with the cards' flags:
+
+    -kv --use_sdpa_with_kv_cache -X -d fp32 -qmode 8da4w -G 32 -E 8,0
+    --max_seq_length CTX --max_context_length CTX   [--xnnpack-extended-ops with --extended]
+
+Each command runs in its own process tree, measured from outside (wall time, peak PSS of the
+tree, sampled every 0.1 s). Run nothing else meanwhile; the CPU and load are printed.
+
+    python bench/stock_export.py qwen3-4b --layers 8 --json-out side8.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", help="a recipe name (its architecture, random weights)")
+    parser.add_argument("--layers", type=int, help="proxy: this many decoder layers")
+    parser.add_argument("--ctx", type=int, default=1024)
+    parser.add_argument("--extended", action="store_true", help="also stock --xnnpack-extended-ops")
+    parser.add_argument("--skip-mobq", action="store_true")
+    parser.add_argument("--json-out", type=Path)
+    return parser.parse_args(argv)
+
+
+def _recipe(name: str, layers: int | None) -> Any:
+    from mobq.recipes import get_recipe
+
+    recipe = get_recipe(name)
+    if layers:
+        architecture = {**recipe.architecture, "num_hidden_layers": layers}
+        recipe = recipe.model_copy(update={"architecture": architecture})
+    return recipe
+
+
+def stock_inputs(args: argparse.Namespace, cache: Path, work: Path) -> tuple[Path, Path]:
+    """(checkpoint.pth, params.json): the float weights mobq's random checkpoint holds."""
+    import torch
+    from safetensors.torch import load_file
+
+    from mobq import random_weights
+    from mobq.convert import PARAMS_FILE, convert_checkpoint
+    from mobq.untie import untie_checkpoint
+
+    os.environ["MOBQ_CACHE"] = str(cache)
+    source = random_weights.cached_build(_recipe(args.model, args.layers), seed=0)
+    untie_checkpoint(source, work / "untied")
+    convert_checkpoint(work / "untied", work / "converted")
+    state: dict[str, torch.Tensor] = {}
+    for shard in sorted((work / "converted").glob("*.safetensors")):
+        state.update(load_file(str(shard)))
+    # No "int8"/"8da4w" in the name: export_llama would apply legacy quantizers on load.
+    checkpoint = work / "float_weights.pth"
+    torch.save(state, checkpoint)
+    return checkpoint, work / "converted" / PARAMS_FILE
+
+
+def timed_tree(command: list[str], env: dict[str, str]) -> dict[str, Any]:
+    sys.path.insert(0, str(HERE))
+    from export_memory import TreeSampler
+
+    load_before = os.getloadavg()
+    start = time.perf_counter()
+    process = subprocess.Popen(command, env=env)
+    sampler = TreeSampler(process.pid)
+    sampler.start()
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    sampler.stop.set()
+    sampler.join()
+    return {
+        "exit_code": os.waitstatus_to_exitcode(status),
+        "wall_s": round(wall, 1),
+        "tree_peak_pss_mb": round(sampler.peak_pss_mb, 1),
+        "cpu_user_s": round(usage.ru_utime, 1),
+        "load_avg_before": [round(x, 2) for x in load_before],
+        "load_avg_after": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def stock(args: argparse.Namespace, checkpoint: Path, params: Path, work: Path, extended: bool):
+    command = [sys.executable, "-m", "executorch.examples.models.llama.export_llama"]
+    command += ["--checkpoint", str(checkpoint), "--params", str(params)]
+    command += ["-kv", "--use_sdpa_with_kv_cache", "-X", "-d", "fp32", "-qmode", "8da4w"]
+    command += ["-G", "32", "-E", "8,0", "--max_seq_length", str(args.ctx)]
+    command += ["--max_context_length", str(args.ctx)]
+    command += ["--xnnpack-extended-ops"] if extended else []
+    command += ["--output_name", str(work / f"stock{'-ext' if extended else ''}.pte")]
+    result = timed_tree(command, {**os.environ})
+    return {"command": " ".join(command[1:]), **result}
+
+
+def mobq(args: argparse.Namespace, cache: Path, work: Path) -> dict[str, Any]:
+    out = work / "mobq.json"
+    command = [sys.executable, str(HERE / "export_memory.py"), args.model, "--ctx", str(args.ctx)]
+    command += ["--cache", str(cache), "--json-out", str(out)]
+    command += ["--layers", str(args.layers)] if args.layers else []
+    subprocess.run(command, check=False)
+    return json.loads(out.read_text()) if out.is_file() else {"exit_code": None}
+
+
+def main(argv: list[str]) -> None:
+    sys.path.insert(0, str(REPO / "toolchain"))
+    from mobq import hostinfo
+
+    args = parse_args(argv)
+    rows: dict[str, Any] = {"host": hostinfo.host(), "args": vars(args) | {"json_out": None}}
+    with tempfile.TemporaryDirectory(prefix="mobq-stock-") as scratch:
+        work, cache = Path(scratch), Path(scratch) / "cache"
+        checkpoint, params = stock_inputs(args, cache, work)
+        rows["stock"] = stock(args, checkpoint, params, work, extended=False)
+        if args.extended:
+            rows["stock_extended_ops"] = stock(args, checkpoint, params, work, extended=True)
+        if not args.skip_mobq:  # its random weights are the cached ones the stock run used
+            rows["mobq"] = mobq(args, cache, work)
+    print(f"cpu {rows['host']['cpu']}, {args.model}, {args.layers or 'all'} layers, ctx {args.ctx}")
+    for name in ("stock", "stock_extended_ops", "mobq"):
+        if name in rows:
+            r = rows[name]
+            print(
+                f"{name:>20}: {r.get('wall_s')} s, tree peak {r.get('tree_peak_pss_mb')} MB, "
+                f"exit {r.get('exit_code')}"
+            )
+    if args.json_out:
+        args.json_out.write_text(json.dumps(rows, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
