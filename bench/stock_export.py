@@ -57,7 +57,8 @@ def stock_inputs(args: argparse.Namespace, cache: Path, work: Path) -> tuple[Pat
     from safetensors.torch import load_file
 
     from mobq import random_weights
-    from mobq.convert import PARAMS_FILE, convert_checkpoint
+    from mobq.checkpoint import PARAMS_FILE
+    from mobq.convert import convert_checkpoint
     from mobq.untie import untie_checkpoint
 
     os.environ["MOBQ_CACHE"] = str(cache)

@@ -12,9 +12,9 @@ from mobq import convert, untie
 from mobq.checkpoint import CheckpointReader
 from mobq.errors import CheckpointError, UnsupportedModel
 from mobq.families import family_for_config
+from mobq.hfmodel import load_config
 from mobq.pte.llama import load_eager_model
 from mobq.pte.lowering import ExportOptions
-from mobq.source import load_config
 from mobq.verify import sqnr_db
 
 

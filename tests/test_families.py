@@ -21,10 +21,10 @@ from mobq import convert, metadata, runtime, tinylm, untie
 from mobq.checkpoint import CheckpointReader
 from mobq.errors import CheckpointError, InputError, UnsupportedModel
 from mobq.families import FAMILIES, family_for_config
+from mobq.hfmodel import load_config
 from mobq.pte.llama import load_eager_model, model_args
 from mobq.pte.lowering import ExportOptions
 from mobq.recipes import all_recipes, get_recipe
-from mobq.source import load_config
 from mobq.verify import sqnr_db
 
 CTX = 96

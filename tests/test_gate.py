@@ -18,10 +18,10 @@ import torch
 
 from mobq import convert, metadata, quantize, untie, verify
 from mobq.errors import VerificationFailed
+from mobq.hfmodel import load_config
 from mobq.pte import export_program, llama
 from mobq.pte.lowering import ExportOptions
 from mobq.schemes import SCHEMES
-from mobq.source import load_config
 
 CTX = 64
 

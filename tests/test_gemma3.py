@@ -20,8 +20,8 @@ from conftest import export, shared_tokenizer
 from mobq import runtime, tinylm, untie
 from mobq.checkpoint import CheckpointReader
 from mobq.families import FAMILIES, family_for_config, supported_architectures
+from mobq.hfmodel import load_config
 from mobq.recipes import get_recipe
-from mobq.source import load_config
 from mobq.verify import prompt_token_ids, sqnr_db
 
 CTX = 64

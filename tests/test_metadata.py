@@ -12,7 +12,7 @@ import pytest
 from conftest import shared_tokenizer
 from mobq import metadata
 from mobq.errors import InputError
-from mobq.source import load_config
+from mobq.hfmodel import load_config
 
 CONVERSATION = [
     ("system", "You are terse."),

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from mobq.errors import CheckpointError
+from mobq.families import text_config
 
 INDEX_FILE = "model.safetensors.index.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
@@ -406,3 +407,34 @@ def set_safetensors_metadata(path: Path, metadata: dict[str, str]) -> None:
         target.write(padded)
         shutil.copyfileobj(source, target, 1 << 24)
     rewritten.replace(path)
+
+
+# What travels beside the weights through every stage (tokenizer, generation settings).
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "chat_template.jinja",
+    "chat_template.json",
+    "tokenizer.model",
+)
+SIDE_FILES = ("generation_config.json", "preprocessor_config.json", "processor_config.json")
+PARAMS_FILE = "params.json"  # ExecuTorch ModelArgs, written by convert
+
+
+def is_tied(config: Any, reader: CheckpointReader, lm_head_key: str) -> bool:
+    tied = bool(
+        getattr(
+            text_config(config),
+            "tie_word_embeddings",
+            getattr(config, "tie_word_embeddings", False),
+        )
+    )
+    return tied or lm_head_key not in reader
+
+
+def copy_side_files(src: Path, dst: Path) -> None:
+    """Tokenizer and generation settings travel with every stage's output."""
+    for name in (*TOKENIZER_FILES, *SIDE_FILES):
+        if (src / name).is_file():
+            shutil.copyfile(src / name, dst / name)

@@ -14,13 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from mobq import fsutil, progress
-from mobq.checkpoint import CheckpointReader, CheckpointWriter, checkpoint_bytes
+from mobq.checkpoint import (
+    PARAMS_FILE,
+    CheckpointReader,
+    CheckpointWriter,
+    checkpoint_bytes,
+    copy_side_files,
+)
 from mobq.errors import CheckpointError
 from mobq.families import Family, Split, expand_keys, family_for_config, text_config
-from mobq.source import load_config
-from mobq.untie import copy_side_files
-
-PARAMS_FILE = "params.json"
+from mobq.hfmodel import load_config
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Loading transformers models the way every stage needs them: fp32, eval, no remote code.
+"""Loading transformers configs and models the way every stage needs them: fp32, eval, no
+remote code.
 
 transformers 5.23 leaves some non-persistent buffers unset when it loads a torchao-quantized
 checkpoint: `_init_weights` is skipped for modules whose weights were loaded, and that is where
@@ -8,10 +9,13 @@ zeroes every activation. They are restored here from the scalar each module keep
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from mobq.errors import CheckpointError, ModelNotFound, UnsupportedModel
 
 # module attribute holding the true value -> the buffer that must carry it
 SCALAR_BUFFERS = {"scalar_embed_scale": "embed_scale"}
@@ -40,3 +44,31 @@ def restore_scalar_buffers(model: torch.nn.Module) -> list[str]:
                 setattr(module, buffer_name, torch.tensor(value, dtype=buffer.dtype))
                 fixed.append(f"{name}.{buffer_name}")
     return fixed
+
+
+def read_config_json(directory: Path) -> dict[str, Any]:
+    path = Path(directory) / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ModelNotFound(f"{directory} has no config.json") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def load_config(directory: Path) -> Any:
+    """The transformers config object (normalized rope settings etc.), never remote code."""
+    from transformers import AutoConfig
+
+    raw = read_config_json(directory)
+    if "model_type" not in raw:
+        raise UnsupportedModel(
+            f"{directory}/config.json has no model_type; is it a transformers model?"
+        )
+    try:
+        return AutoConfig.from_pretrained(str(directory), trust_remote_code=False)
+    except (ValueError, KeyError) as exc:
+        raise UnsupportedModel(
+            f"{directory}/config.json: transformers cannot read model_type "
+            f"'{raw.get('model_type')}': {' '.join(str(exc).split())[:200]}"
+        ) from exc

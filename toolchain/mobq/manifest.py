@@ -148,7 +148,7 @@ def assemble(
     """The output directory from the plan and the stage results, renamed into place whole."""
     import shutil
 
-    from mobq.source import TOKENIZER_FILES
+    from mobq.checkpoint import TOKENIZER_FILES
 
     with fsutil.atomic_path(plan.out, is_dir=True) as tmp:
         fsutil.link_or_copy(program_dir / "model.pte", tmp / "model.pte")

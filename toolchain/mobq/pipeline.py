@@ -18,12 +18,12 @@ from typing import Any
 from mobq import cache, fsutil, hostinfo, metadata, progress
 from mobq import verify as verify_stage
 from mobq.convert import convert_checkpoint, derive_params
+from mobq.hfmodel import load_config
 from mobq.manifest import Manifest, StageRecord, assemble
 from mobq.plan import ExportPlan, ExportRequest, clean_stale, plan_export
 from mobq.pte import isolate, verify_multimodal
 from mobq.pte.lowering import ExportOptions
 from mobq.quantize import quantize_checkpoint
-from mobq.source import load_config
 from mobq.untie import untie_checkpoint
 from mobq.vision import image_spec
 

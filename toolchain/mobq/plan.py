@@ -16,12 +16,13 @@ from mobq import cache, fsutil, hostinfo, metadata, progress
 from mobq.convert import derive_params
 from mobq.errors import InputError
 from mobq.families import Family, family_for_config, text_config
+from mobq.hfmodel import load_config
 from mobq.pte import llama as llama_builder
 from mobq.pte.lowering import ExportOptions
 from mobq.quantize import Override, QuantPlan, make_plan, quantizable_modules
 from mobq.recipes import RecipeDefaults
 from mobq.schemes import SCHEMES, QuantOptions, Scheme, check_scheme_name
-from mobq.source import Source, load_config, resolve
+from mobq.source import Source, resolve
 from mobq.untie import exported_config, needs_text_decoder
 
 PIPELINE_VERSION = "3"  # 3: one lowering (mobq.pte), like-with-like gate; 2: runner tokenizer

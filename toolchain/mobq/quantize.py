@@ -16,17 +16,22 @@ from typing import Any
 import torch
 
 from mobq import fsutil, progress
-from mobq.checkpoint import CheckpointReader, CheckpointWriter, checkpoint_bytes
+from mobq.checkpoint import (
+    CheckpointReader,
+    CheckpointWriter,
+    checkpoint_bytes,
+    copy_side_files,
+    is_tied,
+)
 from mobq.errors import InputError
 from mobq.families import family_for_config
+from mobq.hfmodel import load_config
 from mobq.schemes import (
     MODULE_SCHEMES,
     QuantOptions,
     Scheme,
     check_module_scheme_name,
 )
-from mobq.source import load_config
-from mobq.untie import copy_side_files, is_tied
 
 
 @dataclass(frozen=True)

@@ -18,9 +18,8 @@ import torch
 
 from mobq import fsutil, progress
 from mobq.cache import cache_root, stage_key
-from mobq.checkpoint import CheckpointWriter
+from mobq.checkpoint import TOKENIZER_FILES, CheckpointWriter
 from mobq.recipes import Recipe
-from mobq.source import TOKENIZER_FILES
 
 INIT_STD = 0.02
 ROWS_PER_CHUNK = 4096

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from mobq.errors import CheckpointError, ModelNotFound, UnsupportedModel
+from mobq.errors import ModelNotFound
 from mobq.recipes import Recipe, all_recipes, find_recipe_for_hub_id, get_recipe, suggest
 
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -21,14 +20,6 @@ HUB_PATTERNS = [
     "*.tiktoken",
     "*.jinja",
 ]
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "chat_template.jinja",
-    "chat_template.json",
-    "tokenizer.model",
-)
 
 SourceKind = Literal["recipe", "hub", "local", "random"]
 
@@ -96,31 +87,3 @@ def download(hub_id: str, revision: str | None) -> Path:
     from mobq import hub
 
     return hub.download(hub_id, revision, allow_patterns=HUB_PATTERNS)
-
-
-def read_config_json(directory: Path) -> dict[str, Any]:
-    path = Path(directory) / "config.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ModelNotFound(f"{directory} has no config.json") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
-
-
-def load_config(directory: Path) -> Any:
-    """The transformers config object (normalized rope settings etc.), never remote code."""
-    from transformers import AutoConfig
-
-    raw = read_config_json(directory)
-    if "model_type" not in raw:
-        raise UnsupportedModel(
-            f"{directory}/config.json has no model_type; is it a transformers model?"
-        )
-    try:
-        return AutoConfig.from_pretrained(str(directory), trust_remote_code=False)
-    except (ValueError, KeyError) as exc:
-        raise UnsupportedModel(
-            f"{directory}/config.json: transformers cannot read model_type "
-            f"'{raw.get('model_type')}': {' '.join(str(exc).split())[:200]}"
-        ) from exc

@@ -18,12 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from mobq import fsutil, progress
-from mobq.checkpoint import INDEX_FILE, CheckpointReader, CheckpointWriter, safetensors_files
+from mobq.checkpoint import (
+    INDEX_FILE,
+    CheckpointReader,
+    CheckpointWriter,
+    copy_side_files,
+    is_tied,
+    safetensors_files,
+)
 from mobq.errors import CheckpointError
-from mobq.families import Family, family_for_config, text_config
-from mobq.source import load_config
-
-SIDE_FILES = ("generation_config.json", "preprocessor_config.json", "processor_config.json")
+from mobq.families import Family, family_for_config
+from mobq.hfmodel import load_config
 
 
 @dataclass(frozen=True)
@@ -40,17 +45,6 @@ class UntieResult:
             "lm_head_from": self.copied_tensor,
             "dropped_tensors": self.dropped_tensors,
         }
-
-
-def is_tied(config: Any, reader: CheckpointReader, lm_head_key: str) -> bool:
-    tied = bool(
-        getattr(
-            text_config(config),
-            "tie_word_embeddings",
-            getattr(config, "tie_word_embeddings", False),
-        )
-    )
-    return tied or lm_head_key not in reader
 
 
 def untie_checkpoint(model_dir: Path, out_dir: Path, *, multimodal: bool = False) -> UntieResult:
@@ -223,12 +217,3 @@ def _write_untied_config(src: Path, dst: Path) -> None:
     if isinstance(raw.get("text_config"), dict):
         raw["text_config"]["tie_word_embeddings"] = False
     (dst / "config.json").write_text(json.dumps(raw, indent=2))
-
-
-def copy_side_files(src: Path, dst: Path) -> None:
-    """Tokenizer and generation settings travel with every stage's output."""
-    from mobq.source import TOKENIZER_FILES
-
-    for name in (*TOKENIZER_FILES, *SIDE_FILES):
-        if (src / name).is_file():
-            shutil.copyfile(src / name, dst / name)

@@ -20,9 +20,9 @@ import torch
 from mobq import progress
 from mobq.errors import CheckpointError
 from mobq.families import family_for_config
+from mobq.hfmodel import load_config
 from mobq.pte.lowering import ExportOptions, Method, Program, runner_constants, token_dim
 from mobq.pte.static_cache import prepare_for_tracing, static_cache_step
-from mobq.source import load_config
 
 
 def _static_cache_decoder_class() -> type[torch.nn.Module]:

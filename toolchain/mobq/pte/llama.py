@@ -14,8 +14,7 @@ from typing import Any
 import torch
 
 from mobq import progress
-from mobq.checkpoint import CheckpointReader
-from mobq.convert import PARAMS_FILE
+from mobq.checkpoint import PARAMS_FILE, CheckpointReader
 from mobq.errors import CheckpointError, InputError
 from mobq.pte.lowering import ExportOptions, Method, Program, runner_constants, token_dim
 

@@ -18,6 +18,7 @@ import torch
 from mobq import progress
 from mobq.errors import CheckpointError
 from mobq.families import family_for_config
+from mobq.hfmodel import load_config
 from mobq.pte.lowering import ExportOptions, Method, Program, runner_constants, token_dim
 from mobq.pte.static_cache import (
     cached_logits,
@@ -25,7 +26,6 @@ from mobq.pte.static_cache import (
     set_cache_offset,
     static_cache_step,
 )
-from mobq.source import load_config
 from mobq.vision import ImageSpec, image_spec
 
 METHODS = ("vision_encoder", "token_embedding", "text_decoder")

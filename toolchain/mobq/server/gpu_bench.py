@@ -421,10 +421,9 @@ def random_checkpoint(
     import torch
     from transformers import AutoConfig
 
-    from mobq.checkpoint import CheckpointWriter
+    from mobq.checkpoint import CheckpointWriter, copy_side_files
     from mobq.random_weights import INIT_STD, meta_model, norm_centres, parameter_shapes
     from mobq.recipes import get_recipe
-    from mobq.untie import copy_side_files
 
     require_cuda()
     recipe = get_recipe(recipe_name)
