@@ -220,7 +220,8 @@ def _export(plan: ExportPlan, outputs: Outputs, out: Path) -> dict[str, Any]:
         threshold=plan.threshold,
         runtime_md=plan.runtime_md,
         multimodal_dir=outputs.untied if plan.multimodal else None,
-        float_dir=outputs.untied if plan.scheme.quantized else None,
+        # An explicit --min-sqnr is a hard floor; the scheme's own gate is judged like with like.
+        float_dir=outputs.untied if plan.scheme.quantized and not plan.explicit_gate else None,
     )
     return _export_and_verify(job, out)
 

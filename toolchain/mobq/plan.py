@@ -87,6 +87,11 @@ class ExportPlan:
         return self.settings.scheme
 
     @property
+    def explicit_gate(self) -> bool:
+        """--min-sqnr given: the threshold alone decides verification."""
+        return self.request.min_sqnr_db is not None
+
+    @property
     def threshold(self) -> float:
         return _threshold(self.request, self.scheme)
 

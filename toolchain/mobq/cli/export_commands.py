@@ -182,7 +182,12 @@ _scheme_help = "Quantization scheme: 8da4w (default), 8da8w or fp32."
     help="Directory with tokenizer.json to use instead of the model's.",
 )
 @click.option("--revision", help="Hub revision (branch, tag or commit).")
-@click.option("--min-sqnr", "min_sqnr_db", type=float, help="Verification gate in dB [per scheme].")
+@click.option(
+    "--min-sqnr",
+    "min_sqnr_db",
+    type=float,
+    help="Verification gate in dB, a hard floor [per scheme, with the like-with-like check].",
+)
 @force_option()
 @click.option("--no-cache", is_flag=True, help="Run every stage even if a cached result exists.")
 @json_option("Print the manifest as JSON.")
