@@ -136,15 +136,8 @@ class TreeSampler(threading.Thread):
             self.stop.wait(SAMPLE_SECONDS)
 
 
-def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    from mobq import hostinfo
-
-    out = workdir / "out"
-    env = {**os.environ, "MOBQ_CACHE": str(args.cache or workdir / "cache"), "COLUMNS": "200"}
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", args.model]
-    command += ["--ctx", str(args.ctx), "--scheme", args.scheme, "--out", str(out)]
-    command += ["--layers", str(args.layers)] if args.layers else []
-    command += ["--tokenizer", str(args.tokenizer)] if args.tokenizer else []
+def measured_run(command: list[str], env: dict[str, str]) -> dict[str, Any]:
+    """Run `command` and measure its whole process tree from outside until it exits."""
     load_before = os.getloadavg()
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env)
@@ -154,7 +147,32 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     wall = time.perf_counter() - start
     sampler.stop.set()
     sampler.join()
-    code = os.waitstatus_to_exitcode(status)
+    return {
+        "exit_code": os.waitstatus_to_exitcode(status),
+        "wall": wall,
+        "sampler": sampler,
+        "usage": usage,
+        "load_before": load_before,
+    }
+
+
+def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    from mobq import hostinfo
+
+    out = workdir / "out"
+    env = {**os.environ, "MOBQ_CACHE": str(args.cache or workdir / "cache"), "COLUMNS": "200"}
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", args.model]
+    command += ["--ctx", str(args.ctx), "--scheme", args.scheme, "--out", str(out)]
+    command += ["--layers", str(args.layers)] if args.layers else []
+    command += ["--tokenizer", str(args.tokenizer)] if args.tokenizer else []
+    run = measured_run(command, env)
+    code, wall, sampler, usage, load_before = (
+        run["exit_code"],
+        run["wall"],
+        run["sampler"],
+        run["usage"],
+        run["load_before"],
+    )
     # A failed export (e.g. verification below its gate) writes no manifest; what was measured
     # from outside is still worth keeping.
     manifest_path = out / "manifest.json"

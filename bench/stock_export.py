@@ -22,7 +22,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -76,23 +75,15 @@ def stock_inputs(args: argparse.Namespace, cache: Path, work: Path) -> tuple[Pat
 
 def timed_tree(command: list[str], env: dict[str, str]) -> dict[str, Any]:
     sys.path.insert(0, str(HERE))
-    from export_memory import TreeSampler
+    from export_memory import measured_run
 
-    load_before = os.getloadavg()
-    start = time.perf_counter()
-    process = subprocess.Popen(command, env=env)
-    sampler = TreeSampler(process.pid)
-    sampler.start()
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - start
-    sampler.stop.set()
-    sampler.join()
+    run = measured_run(command, env)
     return {
-        "exit_code": os.waitstatus_to_exitcode(status),
-        "wall_s": round(wall, 1),
-        "tree_peak_pss_mb": round(sampler.peak_pss_mb, 1),
-        "cpu_user_s": round(usage.ru_utime, 1),
-        "load_avg_before": [round(x, 2) for x in load_before],
+        "exit_code": run["exit_code"],
+        "wall_s": round(run["wall"], 1),
+        "tree_peak_pss_mb": round(run["sampler"].peak_pss_mb, 1),
+        "cpu_user_s": round(run["usage"].ru_utime, 1),
+        "load_avg_before": [round(x, 2) for x in run["load_before"]],
         "load_avg_after": [round(x, 2) for x in os.getloadavg()],
     }
 
