@@ -7,8 +7,8 @@ methods the runner reads. `lower` turns any of them into a .pte in one pass:
    (`linears.py`): this is where lowering used to spend O(layers^2);
 2. one `torch.export` per method, non-strict where the module allows (ExecuTorch's
    `LLMEdgeManager` exports twice, strict, re-tracing after a transpose pass meant for pt2e);
-3. one `to_edge_transform_and_lower`, with XNNPACK's general partitioner only where asked
-   (`extended_ops`: float linears, elementwise ops) - the model cards' `-X` has none;
+3. one `to_edge_transform_and_lower` with XNNPACK's general partitioner (`extended_ops`, on
+   unless turned off: the model cards' `-X` has none, and then nothing is left to partition);
 4. `to_executorch` with the settings `LLMEdgeManager.to_executorch` uses, written atomically.
 """
 
@@ -35,8 +35,9 @@ class ExportOptions:
     ctx: int
     max_seq_len: int | None = None  # prefill chunk; defaults to ctx
     dtype: str = "fp32"
-    # XNNPACK's general partitioner beside the dynamic-quant one: float linears and
-    # elementwise ops on XNNPACK (None: on for float programs, off for quantized ones).
+    # XNNPACK's general partitioner: norms, rope, elementwise ops and float linears on XNNPACK
+    # (None: on). Off gives the model cards' `-X` program: exported in less than half the
+    # time, but measured 16x slower to decode in the host runner (bench/extended_ops.py).
     extended_ops: bool | None = None
 
     @property
@@ -125,7 +126,7 @@ def lower(program: Program, pte_path: Path, options: ExportOptions) -> ExportRes
         with _timed(timings, "export"):
             exported = _export_methods(program.methods)
         program.methods.clear()  # the exported programs hold what is still needed
-        extended = _pick(options.extended_ops, program.extended_ops, delegated == 0)
+        extended = _pick(options.extended_ops, program.extended_ops, True)
         # With every quantized linear delegated already, -X's partitioner would find nothing.
         partitioners = (
             [get_xnnpack_partitioner(dynamic_quant_only_partitioner=False)]
