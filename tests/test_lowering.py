@@ -97,3 +97,73 @@ def test_prelowered_program_computes_what_whole_graph_lowering_does(
 
     for ours, stock in zip(_logits(prelowered.pte), _logits(whole.pte), strict=True):
         assert torch.equal(ours, stock)
+
+
+def test_partition_shims_keep_xnnpack_bytes_and_logits(
+    converted_8da4w: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Extended ops: one pass-manager run per distinct partition graph, the graph re-sorted only
+    when needed (mobq.pte.partitions). The first alone must not change a byte of the program;
+    with both, the logits must equal stock lowering's bit for bit."""
+    import contextlib
+
+    from mobq.pte import partitions
+
+    options = ExportOptions(ctx=CTX, extended_ops=True)
+    methods = {"get_bos_id": 0, "get_eos_ids": [1]}
+    shimmed = export_program("llama", converted_8da4w, tmp_path / "shims.pte", options, methods)
+    stats = shimmed.lowering["partitions"]
+    params = json.loads((converted_8da4w / "params.json").read_text())
+    assert stats["reused"] >= params["n_layers"] - 1  # later layers' partitions reuse the first's
+
+    monkeypatch.setattr(partitions, "sorted_only_when_needed", contextlib.nullcontext)
+    reused_only = export_program("llama", converted_8da4w, tmp_path / "reuse.pte", options, methods)
+    monkeypatch.setattr(partitions, "reused_transforms", lambda stats: contextlib.nullcontext())
+    stock = export_program("llama", converted_8da4w, tmp_path / "stock.pte", options, methods)
+    assert stock.lowering["partitions"] == {}
+    assert reused_only.pte.read_bytes() == stock.pte.read_bytes()
+
+    for ours, theirs in zip(_logits(shimmed.pte), _logits(stock.pte), strict=True):
+        assert torch.equal(ours, theirs)
+
+
+def test_graph_signature_ignores_names_but_not_structure() -> None:
+    from mobq.pte import partitions
+
+    class Norm(torch.nn.Module):
+        def __init__(self, width: int, eps: float) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.randn(width))
+            self.eps = eps
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+    def signature(module: torch.nn.Module, width: int = 8) -> object:
+        exported = torch.export.export(module, (torch.randn(2, width),), strict=False)
+        return partitions.graph_signature(exported)
+
+    assert signature(Norm(8, 1e-6)) == signature(Norm(8, 1e-6))  # other weights, same graph
+    assert signature(Norm(8, 1e-6)) != signature(Norm(8, 1e-5))  # a literal differs
+    assert signature(Norm(16, 1e-6), width=16) != signature(Norm(8, 1e-6))  # shapes differ
+
+
+def test_sorted_only_when_needed_resorts_a_broken_order() -> None:
+    from executorch.exir import lowered_backend_module
+
+    from mobq.pte import partitions
+
+    graph = torch.fx.Graph()
+    x = graph.placeholder("x")
+    y = graph.call_function(torch.relu, (x,))
+    z = graph.call_function(torch.neg, (y,))
+    graph.output(z)
+    module = torch.fx.GraphModule(torch.nn.Module(), graph)
+    with partitions.sorted_only_when_needed():
+        order = list(module.graph.nodes)
+        lowered_backend_module.legalize_graph(module)
+        assert list(module.graph.nodes) == order  # already in order: left as it is
+        y.prepend(z)  # z before the node it reads
+        assert not partitions.in_topological_order(module.graph)
+        lowered_backend_module.legalize_graph(module)
+        assert partitions.in_topological_order(module.graph)

@@ -9,6 +9,8 @@ methods the runner reads. `lower` turns any of them into a .pte in one pass:
    `LLMEdgeManager` exports twice, strict, re-tracing after a transpose pass meant for pt2e);
 3. one `to_edge_transform_and_lower` with XNNPACK's general partitioner (`extended_ops`, on
    unless turned off: the model cards' `-X` has none, and then nothing is left to partition);
+   XNNPACK's passes run once per distinct partition graph, not once per layer's copy of it,
+   and the graph is re-sorted only when a cut breaks its order (`partitions.py`);
 4. `to_executorch` with the settings `LLMEdgeManager.to_executorch` uses, written atomically.
 """
 
@@ -120,6 +122,7 @@ def lower(program: Program, pte_path: Path, options: ExportOptions) -> ExportRes
         from executorch.extension.llm.export.partitioner_lib import get_xnnpack_partitioner
     _quiet_executorch_logging()
     timings: dict[str, float] = {}
+    partition_stats: dict[str, int] = {}  # XNNPACK pass-manager runs: reused / transformed
     try:
         with _timed(timings, "linears"):
             delegated = _delegate_linears(program, options)
@@ -136,13 +139,20 @@ def lower(program: Program, pte_path: Path, options: ExportOptions) -> ExportRes
             else [get_xnnpack_partitioner(dynamic_quant_only_partitioner=True)]
         )
         with _timed(timings, "to_edge_and_lower"):
-            edge = _to_edge_and_lower(exported, partitioners, program.constant_methods)
+            edge = _to_edge_and_lower(
+                exported, partitioners, program.constant_methods, partition_stats
+            )
         del exported
         with _timed(timings, "serialize"):
             _serialize(edge, Path(pte_path))
     except (RuntimeError, AssertionError, torch._dynamo.exc.Unsupported) as exc:  # type: ignore[attr-defined]
         raise StageError(f"ExecuTorch export failed: {' '.join(str(exc).split())[:300]}") from exc
-    summary = {"prelowered_linears": delegated, "extended_ops": extended, "seconds": timings}
+    summary = {
+        "prelowered_linears": delegated,
+        "extended_ops": extended,
+        "partitions": partition_stats,
+        "seconds": timings,
+    }
     size = Path(pte_path).stat().st_size
     return ExportResult(Path(pte_path), size, program.constant_methods, summary)
 
@@ -203,14 +213,23 @@ def _export_methods(methods: dict[str, Method]) -> dict[str, Any]:
 
 
 def _to_edge_and_lower(
-    exported: dict[str, Any], partitioners: list[Any], constant_methods: dict[str, Any]
+    exported: dict[str, Any],
+    partitioners: list[Any],
+    constant_methods: dict[str, Any],
+    stats: dict[str, int],
 ) -> Any:
     from executorch.backends.xnnpack._passes.convert_to_linear import ConvertToLinearPass
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
+    from mobq.pte import partitions
     from mobq.runtime import quiet_native_logs
 
-    with progress.task("lowering to XNNPACK"), quiet_native_logs():
+    with (
+        progress.task("lowering to XNNPACK"),
+        quiet_native_logs(),
+        partitions.reused_transforms(stats),
+        partitions.sorted_only_when_needed(),
+    ):
         edge = to_edge_transform_and_lower(
             exported,
             partitioner=partitioners,
