@@ -7,9 +7,11 @@ stage, the step, elapsed time and an ETA on stderr. Tests and Ray workers keep t
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
 import time
 from collections.abc import Callable, Iterator
-from typing import Protocol
+from typing import Any, Protocol, TextIO
 
 
 class Reporter(Protocol):
@@ -47,7 +49,8 @@ class RichReporter:
     def __init__(self) -> None:
         from rich.console import Console
 
-        self.console = Console(stderr=True, highlight=False)
+        self.console = Console(file=_lasting_stderr(), highlight=False)
+        self._bar: Any = None  # the live bar; a task opened inside another joins it
 
     def stage_start(self, name: str, detail: str) -> None:
         self.console.print(f"[bold cyan]▶ {name}[/] {detail}")
@@ -81,9 +84,35 @@ class RichReporter:
         elif total:
             columns += [BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
         columns.append(TimeElapsedColumn())
+        if self._bar is not None:  # rich allows one live display at a time
+            outer = self._bar
+            task_id = outer.add_task(description, total=total)
+            try:
+                yield lambda n=1: outer.advance(task_id, n)
+            finally:
+                outer.remove_task(task_id)
+            return
         with Progress(*columns, console=self.console, transient=True) as bar:
+            self._bar = bar
             task_id = bar.add_task(description, total=total)
-            yield lambda n=1: bar.advance(task_id, n)
+            try:
+                yield lambda n=1: bar.advance(task_id, n)
+            finally:
+                self._bar = None
+
+
+def _lasting_stderr() -> TextIO:
+    """stderr as it is now, still visible while native-log silencing points fd 2 at /dev/null.
+
+    `runtime.quiet_native_logs` hides ExecuTorch's C++ printing during lowering by redirecting
+    fds 1 and 2; progress written through a duplicate of fd 2 still reaches the terminal.
+    A stderr without a file descriptor (click's CliRunner) is used as it is.
+    """
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return sys.stderr
+    return os.fdopen(os.dup(fd), "w", buffering=1, encoding=sys.stderr.encoding or "utf-8")
 
 
 _reporter: Reporter = SilentReporter()

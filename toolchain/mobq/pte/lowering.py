@@ -221,12 +221,13 @@ def _to_edge_and_lower(
     from executorch.backends.xnnpack._passes.convert_to_linear import ConvertToLinearPass
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
-    from mobq.pte import partitions
+    from mobq.pte import partitions, watch
     from mobq.runtime import quiet_native_logs
 
     with (
-        progress.task("lowering to XNNPACK"),
         quiet_native_logs(),
+        watch.graph_passes(_watched_size(exported), "to edge dialect and XNNPACK"),
+        watch.partitions_lowered(),
         partitions.reused_transforms(stats),
         partitions.sorted_only_when_needed(),
     ):
@@ -241,12 +242,20 @@ def _to_edge_and_lower(
         return edge.transform([ConvertToLinearPass()])
 
 
+def _watched_size(programs: dict[str, Any]) -> int:
+    """Graphs this large are the model's own (partitions and templates are far smaller)."""
+    return max(100, max(len(p.graph.nodes) for p in programs.values()) // 2)
+
+
 def _serialize(edge: Any, pte_path: Path) -> None:
     from executorch.exir import ExecutorchBackendConfig
     from executorch.exir.passes import MemoryPlanningPass
     from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
 
-    with progress.task("serializing the ExecuTorch program"):
+    from mobq.pte import watch
+
+    graphs = {name: edge.exported_program(name) for name in edge.methods}
+    with watch.graph_passes(_watched_size(graphs), "serializing the ExecuTorch program"):
         program = edge.to_executorch(
             ExecutorchBackendConfig(
                 extract_delegate_segments=True,
