@@ -137,23 +137,56 @@ def _reused_transform(transformed: Any) -> Iterator[None]:
         xnnpack_preprocess.XNNPACKPassManager = stock  # type: ignore[misc]
 
 
-@contextlib.contextmanager
-def _captured_transform(found: list[Any]) -> Iterator[None]:
-    """Stock `preprocess`, remembering the program its pass manager returned."""
+class _Transformed(Exception):
+    """Carries the pass manager's result out of `preprocess` (not an error)."""
+
+    def __init__(self, program: Any) -> None:
+        super().__init__("XNNPACK pass manager result")
+        self.program = program
+
+
+def _pass_manager_result(program: Any, compile_specs: list[Any]) -> Any:
+    """What XNNPACK's `preprocess` makes of `program` before it serializes anything.
+
+    Stock `preprocess` runs up to its `XNNPACKPassManager(...).transform()` (the same wrapping
+    program, the same passes for these compile specs); the result is taken there and the
+    serialization, which would pack the weights, is never reached.
+    """
     from executorch.backends.xnnpack import xnnpack_preprocess
 
     stock = xnnpack_preprocess.XNNPACKPassManager
 
     class Capture(stock):  # type: ignore[misc, valid-type]
         def transform(self) -> Any:
-            found.append(super().transform())
-            return found[-1]
+            raise _Transformed(super().transform())
 
     xnnpack_preprocess.XNNPACKPassManager = Capture  # type: ignore[misc]
     try:
-        yield
+        xnnpack_preprocess.XnnpackBackend.preprocess(program, compile_specs)
+    except _Transformed as done:
+        return done.program
     finally:
         xnnpack_preprocess.XNNPACKPassManager = stock  # type: ignore[misc]
+    raise StageError("XNNPACK's preprocess returned without running its pass manager")
+
+
+@contextlib.contextmanager
+def _partitions_only() -> Iterator[None]:
+    """ExecuTorch's lowering with XNNPACK's `preprocess` left out.
+
+    The template program is lowered only to learn how XNNPACK partitions each shape; its
+    delegates are never serialized, so packing their weights (the 151,936-row lm_head among
+    them) would be wasted work: seconds per shape at full width.
+    """
+    from executorch.backends.xnnpack.xnnpack_preprocess import XnnpackBackend
+    from executorch.exir.backend.backend_details import PreprocessResult
+
+    stock = XnnpackBackend.__dict__["preprocess"]
+    XnnpackBackend.preprocess = staticmethod(lambda *_: PreprocessResult(b""))  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        XnnpackBackend.preprocess = stock  # type: ignore[method-assign]
 
 
 @dataclass
@@ -168,18 +201,13 @@ class _Template:
 
     @classmethod
     def from_partition(cls, lowered: Any, linear: torch.nn.Linear, shaped: Any) -> _Template:
-        """The partition's program, preprocessed once more to keep what the passes made of it.
+        """The partition's program and what XNNPACK's passes make of it.
 
-        (The pass manager's result from inside ExecuTorch's lowering holds copies of the
-        weights; this one holds the linear's own tensors, so each one's place is known.)
+        (Run here on the partition's own program, whose tensors are the linear's, so each
+        tensor's place in the result is known.)
         """
-        from executorch.backends.xnnpack.xnnpack_preprocess import XnnpackBackend
-
         program, specs = lowered.original_module, list(lowered.compile_specs)
-        found: list[Any] = []
-        with _captured_transform(found):
-            XnnpackBackend.preprocess(program, specs)
-        transformed = found[-1]
+        transformed = _pass_manager_result(program, specs)
         tensors = _inner_tensors(linear)
         by_storage = {_storage(t): name for name, t in tensors.items()}
         slots = {k: by_storage.get(_storage(v), "") for k, v in transformed.state_dict.items()}
@@ -273,9 +301,10 @@ def build_templates(
         dynamic_shapes=(tuple({0: rows} for _ in linears),),  # one *inputs tuple
         strict=False,
     )
-    edge = to_edge_transform_and_lower(
-        exported, partitioner=[get_xnnpack_partitioner(dynamic_quant_only_partitioner=True)]
-    )
+    with _partitions_only():
+        edge = to_edge_transform_and_lower(
+            exported, partitioner=[get_xnnpack_partitioner(dynamic_quant_only_partitioner=True)]
+        )
     owner = {
         _storage(t): key for key in keys for t in _inner_tensors(representatives[key]).values()
     }
