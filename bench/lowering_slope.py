@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
 import tempfile
 import time
@@ -35,6 +36,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--kv-heads", type=int, default=2)
     parser.add_argument("--head-dim", type=int, default=32)
     parser.add_argument("--ctx", type=int, default=1024)
+    parser.add_argument(
+        "--no-extended-ops",
+        dest="extended_ops",
+        action="store_false",
+        help="the model cards' -X program (only the linears on XNNPACK)",
+    )
     parser.add_argument("--json-out", type=Path)
     return parser.parse_args(argv)
 
@@ -63,7 +70,11 @@ def measure(args: argparse.Namespace, layers: int, work: Path) -> dict[str, Any]
     convert.convert_checkpoint(base / "quantized", base / "converted")
     start = time.perf_counter()
     result = export_program(
-        "llama", base / "converted", base / "model.pte", ExportOptions(ctx=args.ctx), {}
+        "llama",
+        base / "converted",
+        base / "model.pte",
+        ExportOptions(ctx=args.ctx, extended_ops=args.extended_ops),
+        {},
     )
     return {
         "layers": layers,
@@ -71,6 +82,7 @@ def measure(args: argparse.Namespace, layers: int, work: Path) -> dict[str, Any]
         "phases": result.lowering["seconds"],
         "pte_mb": round(result.bytes / 1e6, 1),
         "linears": result.lowering["prelowered_linears"],
+        "partitions": result.lowering["partitions"],
     }
 
 
@@ -86,7 +98,11 @@ def main(argv: list[str]) -> None:
             rows.append(measure(args, layers, Path(scratch)))
             print(json.dumps(rows[-1]), flush=True)
     host = hostinfo.host()
-    print(f"\n{args.recipe} family, hidden {args.hidden}, ctx {args.ctx}, 8da4w; cpu {host['cpu']}")
+    program = "extended ops" if args.extended_ops else "-X"
+    print(
+        f"\n{args.recipe} family, hidden {args.hidden}, ctx {args.ctx}, 8da4w, {program}; "
+        f"cpu {host['cpu']}, load {os.getloadavg()[0]:.1f}"
+    )
     print(
         f"{'layers':>6} {'export s':>9} {'linears s':>9} {'trace s':>8} {'edge s':>7} {'write s':>8}"
     )
