@@ -40,6 +40,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--tokenizer", type=Path, help="tokenizer directory for the build")
     parser.add_argument("--cache", type=Path, help="stage cache (default: a fresh one)")
     parser.add_argument("--json-out", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--no-extended-ops", action="store_true", help="the model cards' -X program"
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -64,6 +67,7 @@ def child_main(args: argparse.Namespace) -> None:
     argv += ["--scheme", args.scheme, "--out", str(args.out), "--force"]
     if args.tokenizer:
         argv += ["--tokenizer", str(args.tokenizer)]
+    argv += ["--no-extended-ops"] if args.no_extended_ops else []
     sys.argv = ["mobq", *argv]
     main()
 
@@ -165,6 +169,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     command += ["--ctx", str(args.ctx), "--scheme", args.scheme, "--out", str(out)]
     command += ["--layers", str(args.layers)] if args.layers else []
     command += ["--tokenizer", str(args.tokenizer)] if args.tokenizer else []
+    command += ["--no-extended-ops"] if args.no_extended_ops else []
     run = measured_run(command, env)
     code, wall, sampler, usage, load_before = (
         run["exit_code"],
