@@ -102,9 +102,10 @@ def test_prelowered_program_computes_what_whole_graph_lowering_does(
 def test_partition_shims_keep_xnnpack_bytes_and_logits(
     converted_8da4w: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Extended ops: one pass-manager run per distinct partition graph, the graph re-sorted only
-    when needed (mobq.pte.partitions). The first alone must not change a byte of the program;
-    with both, the logits must equal stock lowering's bit for bit."""
+    """Extended ops: one pass-manager run per distinct partition graph, no EDGE_DO_NOT_DECOMP
+    round trip when nothing needs it, the graph re-sorted only when needed (mobq.pte.partitions).
+    The first two must not change a byte of the program; with all three, the logits must equal
+    stock lowering's bit for bit."""
     import contextlib
 
     from mobq.pte import partitions
@@ -119,6 +120,7 @@ def test_partition_shims_keep_xnnpack_bytes_and_logits(
     monkeypatch.setattr(partitions, "sorted_only_when_needed", contextlib.nullcontext)
     reused_only = export_program("llama", converted_8da4w, tmp_path / "reuse.pte", options, methods)
     monkeypatch.setattr(partitions, "reused_transforms", lambda stats: contextlib.nullcontext())
+    monkeypatch.setattr(partitions, "no_needless_preservation", contextlib.nullcontext)
     stock = export_program("llama", converted_8da4w, tmp_path / "stock.pte", options, methods)
     assert stock.lowering["partitions"] == {}
     assert reused_only.pte.read_bytes() == stock.pte.read_bytes()

@@ -230,6 +230,7 @@ def _to_edge_and_lower(
         watch.partitions_lowered(),
         partitions.reused_transforms(stats),
         partitions.sorted_only_when_needed(),
+        partitions.no_needless_preservation(),
     ):
         edge = to_edge_transform_and_lower(
             exported,

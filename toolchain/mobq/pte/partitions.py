@@ -237,3 +237,34 @@ def sorted_only_when_needed() -> Iterator[None]:
         yield
     finally:
         lowered_backend_module.legalize_graph = stock
+
+
+@contextlib.contextmanager
+def no_needless_preservation() -> Iterator[None]:
+    """Two whole-graph decompositions fewer when no op needs XNNPACK's check to be kept.
+
+    `_gen_edge_manager_for_partitioners` (executorch/exir/program/_program.py, 1.5.1) keeps
+    the ops a partitioner may take whole (aten.linear, SDPA, upsample, ...) from decomposition.
+    For a partitioner with a per-node check (XNNPACK's) it takes the EDGE_DO_NOT_DECOMP path:
+    decompose, swap the kept ops for placeholders, decompose again, swap back: two re-traces of
+    the whole model. When the graph holds none of those ops (every quantized linear already
+    delegated, SDPA already the custom op) there is nothing to check, and its plain path,
+    which keeps them by leaving them out of the table, computes the same program (the .pte is
+    byte-identical: tests/test_lowering.py) with one decomposition or none.
+    """
+    from executorch.exir.graph_module import contains_any_call_fn_target_op
+    from executorch.exir.program import _program
+
+    stock = _program._can_skip_using_EDGE_DO_NOT_DECOMP
+
+    def can_skip(partitioner: Any, program: Any) -> bool:
+        if stock(partitioner, program):
+            return True
+        kept, _ = partitioner.ops_to_not_decompose(program)
+        return not contains_any_call_fn_target_op(program.graph_module, kept)
+
+    _program._can_skip_using_EDGE_DO_NOT_DECOMP = can_skip
+    try:
+        yield
+    finally:
+        _program._can_skip_using_EDGE_DO_NOT_DECOMP = stock
