@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from mobq import progress
+from mobq import hostinfo, progress
 from mobq.errors import StageError
 
 
@@ -360,6 +360,7 @@ def delegate_linears(modules: Iterable[torch.nn.Module], max_rows: int) -> int:
     with progress.task(f"lowering {len(representatives)} linear shapes for XNNPACK"):
         templates = build_templates(representatives, max_rows)
     del representatives
+    hostinfo.release_memory()  # the template lowering's garbage, before packing begins
     replaced: dict[int, DelegatedLinear] = {}
     with progress.task("packing quantized linears for XNNPACK", total=len(found)) as advance:
         for parent, name in found:
