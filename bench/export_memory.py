@@ -170,7 +170,7 @@ def measured_run(command: list[str], env: dict[str, str]) -> dict[str, Any]:
 
 
 def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    from mobq import hostinfo
+    from mobq import hostinfo, phaselog
 
     out, phase_log = workdir / "out", workdir / "phases.jsonl"
     env = {**os.environ, "MOBQ_CACHE": str(args.cache or workdir / "cache"), "COLUMNS": "200"}
@@ -213,6 +213,10 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             f"{pid} {sampler.processes.get(pid, '?')}": round(mb, 1)
             for pid, mb in sorted(sampler.per_process_peak_mb.items())
         },
+        "phase_log": [
+            [round(e["t"] - started, 1), e["pid"], e["event"], e["kind"], e["name"]]
+            for e in phaselog.read(phase_log)
+        ],
         "timeline_pss_mb": [
             [round(t - started, 1), {str(pid): round(mb) for pid, mb in each.items()}]
             for t, each in sampler.timeline
