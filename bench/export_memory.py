@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "toolchain"))  # this checkout's mobq, not an install elsewhere
 SAMPLE_SECONDS = 0.1
 
 
@@ -50,7 +51,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def child_main(args: argparse.Namespace) -> None:
     """Inside the measured process: the CLI's own export, with the proxy's layer count."""
-    sys.path.insert(0, str(REPO / "toolchain"))
     from mobq import recipes
     from mobq.cli import main
 
@@ -105,23 +105,23 @@ def _name(pid: int) -> str:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
             return handle.read().replace(b"\0", b" ").decode(errors="replace")[:80].strip()
     except OSError:
-        return "?"
+        return ""
 
 
-def tree_memory_mb(root: int) -> tuple[float, float, dict[int, str]]:
-    """Rss and Pss of `root` and all its descendants, summed, and who they were.
+def tree_memory_mb(root: int) -> tuple[float, float, dict[int, str], dict[int, float]]:
+    """Rss and Pss of `root` and all its descendants, summed, who they were and each one's Pss.
 
     Forked helpers (e.g. compile workers) share the parent's pages: summing their Rss counts
     those pages twice, summing Pss counts them once. Pss is the figure reported.
     """
-    tree, rss, pss, todo, seen = _children(), 0.0, 0.0, [root], {}
+    tree, rss, pss, todo, seen, each = _children(), 0.0, 0.0, [root], {}, {}
     while todo:
         pid = todo.pop()
         one_rss, one_pss = _memory_mb(pid)
         rss, pss = rss + one_rss, pss + one_pss
-        seen[pid] = _name(pid)
+        seen[pid], each[pid] = _name(pid), one_pss
         todo.extend(tree.get(pid, []))
-    return rss, pss, seen
+    return rss, pss, seen, each
 
 
 class TreeSampler(threading.Thread):
@@ -130,13 +130,26 @@ class TreeSampler(threading.Thread):
         self.pid, self.stop = pid, threading.Event()
         self.peak_rss_mb, self.peak_pss_mb = 0.0, 0.0
         self.processes: dict[int, str] = {}
+        # The sample at the tree's PSS peak: (unix time, {pid: Pss MB}).
+        self.peak_at: tuple[float, dict[int, float]] = (0.0, {})
+        self.per_process_peak_mb: dict[int, float] = {}
+        self.timeline: list[tuple[float, dict[int, float]]] = []  # one sample per second
 
     def run(self) -> None:
+        last_kept = 0.0
         while not self.stop.is_set():
-            rss, pss, seen = tree_memory_mb(self.pid)
+            now = time.time()
+            rss, pss, seen, each = tree_memory_mb(self.pid)
             self.peak_rss_mb = max(self.peak_rss_mb, rss)
-            self.peak_pss_mb = max(self.peak_pss_mb, pss)
-            self.processes.update(seen)
+            if pss > self.peak_pss_mb:
+                self.peak_pss_mb, self.peak_at = pss, (now, each)
+            for pid, one in each.items():
+                self.per_process_peak_mb[pid] = max(self.per_process_peak_mb.get(pid, 0.0), one)
+            # A process that has just exited reads as an empty command line: keep the name seen.
+            self.processes.update({pid: name for pid, name in seen.items() if name})
+            if now - last_kept >= 1.0:
+                self.timeline.append((now, each))
+                last_kept = now
             self.stop.wait(SAMPLE_SECONDS)
 
 
@@ -161,15 +174,22 @@ def measured_run(command: list[str], env: dict[str, str]) -> dict[str, Any]:
 
 
 def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    from mobq import hostinfo
+    from mobq import hostinfo, phaselog
 
-    out = workdir / "out"
+    out, phase_log = workdir / "out", workdir / "phases.jsonl"
     env = {**os.environ, "MOBQ_CACHE": str(args.cache or workdir / "cache"), "COLUMNS": "200"}
+    env["MOBQ_PHASE_LOG"] = str(phase_log)  # every mobq process logs its stages and steps
+    # This checkout's mobq in every process of the tree, the lowering child included (an
+    # editable install elsewhere, e.g. a worktree sharing main's venv, would win otherwise).
+    env["PYTHONPATH"] = os.pathsep.join(
+        [str(REPO / "toolchain"), *filter(None, [os.environ.get("PYTHONPATH")])]
+    )
     command = [sys.executable, str(Path(__file__).resolve()), "--child", args.model]
     command += ["--ctx", str(args.ctx), "--scheme", args.scheme, "--out", str(out)]
     command += ["--layers", str(args.layers)] if args.layers else []
     command += ["--tokenizer", str(args.tokenizer)] if args.tokenizer else []
     command += ["--no-extended-ops"] if args.no_extended_ops else []
+    started = time.time()
     run = measured_run(command, env)
     code, wall, sampler, usage, load_before = (
         run["exit_code"],
@@ -193,6 +213,19 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "tree_peak_pss_mb": round(sampler.peak_pss_mb, 1),
         "tree_peak_rss_sum_mb": round(sampler.peak_rss_mb, 1),
         "processes": sorted(set(sampler.processes.values())),
+        "at_peak": at_peak(sampler, phase_log, started),
+        "process_peaks_pss_mb": {
+            f"{pid} {sampler.processes.get(pid, '?')}": round(mb, 1)
+            for pid, mb in sorted(sampler.per_process_peak_mb.items())
+        },
+        "phase_log": [
+            [round(e["t"] - started, 1), e["pid"], e["event"], e["kind"], e["name"]]
+            for e in phaselog.read(phase_log)
+        ],
+        "timeline_pss_mb": [
+            [round(t - started, 1), {str(pid): round(mb) for pid, mb in each.items()}]
+            for t, each in sampler.timeline
+        ],
         "child_maxrss_mb": round(usage.ru_maxrss / 1024, 1),
         "cpu_user_s": round(usage.ru_utime, 1),
         "stages": [
@@ -204,6 +237,26 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "load_avg_after": [round(x, 2) for x in os.getloadavg()],
         "host": manifest.get("host") or hostinfo.host(),
         "versions": manifest.get("versions"),
+    }
+
+
+def at_peak(sampler: TreeSampler, phase_log: Path, started: float) -> dict[str, Any]:
+    """The tree's PSS peak: when, and each process's Pss and open stages/steps at that moment."""
+    from mobq import phaselog
+
+    when, each = sampler.peak_at
+    phases = phaselog.phases_at(phaselog.read(phase_log), when)
+    return {
+        "t_s": round(when - started, 1) if when else None,
+        "processes": [
+            {
+                "pid": pid,
+                "command": sampler.processes.get(pid, "?"),
+                "pss_mb": round(mb, 1),
+                "phases": phases.get(pid, []),
+            }
+            for pid, mb in sorted(each.items(), key=lambda item: -item[1])
+        ],
     }
 
 
@@ -230,6 +283,14 @@ def show(result: dict[str, Any]) -> None:
         f"tree RSS summed {result['tree_peak_rss_sum_mb']:.0f} MB over "
         f"{len(result['processes'])} distinct command lines"
     )
+    peak = result["at_peak"]
+    console.print(f"at the tree's peak (t = {peak['t_s']} s):")
+    for one in peak["processes"]:
+        where = " > ".join(one["phases"]) or "-"
+        console.print(
+            f"  {one['pss_mb']:7.0f} MB  pid {one['pid']} {one['command'][:60]}  [{where}]",
+            markup=False,
+        )
 
 
 def main(argv: list[str]) -> None:

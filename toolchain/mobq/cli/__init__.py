@@ -99,6 +99,9 @@ def cli(debug: bool, verbose: bool, quiet: bool) -> None:
     # Set either way: a process that runs several commands (tests, notebooks) must not keep
     # the previous command's reporter.
     progress.set_reporter(progress.SilentReporter() if quiet else progress.RichReporter())
+    from mobq import phaselog
+
+    phaselog.install_from_env()  # bench/export_memory.py: when each stage and step ran
 
 
 # Each module adds its commands to `cli`; one line here per command module.

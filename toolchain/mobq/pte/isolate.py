@@ -23,7 +23,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from mobq import errors, progress, runtime
+from mobq import errors, phaselog, progress, runtime
 from mobq.errors import StageError
 from mobq.pte import BUILDERS, export_program
 from mobq.pte.lowering import ExportOptions, ExportResult
@@ -47,7 +47,7 @@ def export_in_child(
         "pte": str(pte),
         "options": asdict(options),
         "methods": methods,
-        "rich": isinstance(progress.reporter(), progress.RichReporter),
+        "rich": isinstance(phaselog.unwrapped(progress.reporter()), progress.RichReporter),
         "debug": runtime.debugging(),
         "parent_pid": os.getpid(),
     }
@@ -117,6 +117,7 @@ def _child_main(argv: list[str]) -> int:
     result_file = Path(argv[1])
     if request.get("rich"):
         progress.set_reporter(progress.RichReporter())
+    phaselog.install_from_env()
     runtime.set_debug(bool(request.get("debug")))
     if not runtime.debugging():
         runtime.quiet_libraries()
