@@ -113,14 +113,22 @@ def tree_memory_mb(root: int) -> tuple[float, float, dict[int, str], dict[int, f
 
     Forked helpers (e.g. compile workers) share the parent's pages: summing their Rss counts
     those pages twice, summing Pss counts them once. Pss is the figure reported.
+
+    A vfork()ed child is different: until it execs it runs in its parent's address space, so
+    /proc shows it with the parent's very memory (Pss included). Python's subprocess starts
+    every `flatc` that ExecuTorch runs per XNNPACK delegate that way; such a child (the parent's
+    command line, the parent's exact Rss and Pss) is listed but not counted again.
     """
-    tree, rss, pss, todo, seen, each = _children(), 0.0, 0.0, [root], {}, {}
+    tree, rss, pss, todo, seen, each = _children(), 0.0, 0.0, [(root, None)], {}, {}
     while todo:
-        pid = todo.pop()
+        pid, parent = todo.pop()
         one_rss, one_pss = _memory_mb(pid)
+        seen[pid] = _name(pid)
+        if parent is not None and (seen[pid], one_rss, one_pss) == parent:
+            one_rss = one_pss = 0.0  # the parent's own address space, shared by vfork
         rss, pss = rss + one_rss, pss + one_pss
-        seen[pid], each[pid] = _name(pid), one_pss
-        todo.extend(tree.get(pid, []))
+        each[pid] = one_pss
+        todo.extend((child, (seen[pid], one_rss, one_pss)) for child in tree.get(pid, []))
     return rss, pss, seen, each
 
 

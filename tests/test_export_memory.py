@@ -83,3 +83,27 @@ def test_peak_rss_can_be_reset_per_stage() -> None:
     hostinfo.release_memory()
     hostinfo.reset_peak_rss()
     assert hostinfo.peak_rss_mb() < high - 32
+
+
+def test_the_tree_sampler_does_not_count_a_vforked_child_twice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """subprocess's vfork child (ExecuTorch's flatc, per delegate) shows its parent's memory
+    until it execs; a real child with its own memory still counts."""
+    import importlib.util
+
+    bench = Path(__file__).resolve().parents[1] / "bench" / "export_memory.py"
+    spec = importlib.util.spec_from_file_location("export_memory_bench", bench)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    tree = {1: [2, 3]}
+    memory = {1: (1200.0, 1100.0), 2: (1200.0, 1100.0), 3: (300.0, 250.0)}
+    names = {1: "python -m mobq.pte.isolate", 2: "python -m mobq.pte.isolate", 3: "flatc"}
+    monkeypatch.setattr(module, "_children", lambda: tree)
+    monkeypatch.setattr(module, "_memory_mb", lambda pid: memory[pid])
+    monkeypatch.setattr(module, "_name", lambda pid: names[pid])
+    rss, pss, seen, each = module.tree_memory_mb(1)
+    assert (rss, pss) == (1500.0, 1350.0)
+    assert set(seen) == {1, 2, 3} and each[2] == 0.0
