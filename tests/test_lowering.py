@@ -159,13 +159,16 @@ def test_sorted_only_when_needed_resorts_a_broken_order() -> None:
     x = graph.placeholder("x")
     y = graph.call_function(torch.relu, (x,))
     z = graph.call_function(torch.neg, (y,))
-    graph.output(z)
+    w = graph.call_function(torch.abs, (x,))  # independent of y and z: stays where it is
+    out = graph.output((z, w))
     module = torch.fx.GraphModule(torch.nn.Module(), graph)
     with partitions.sorted_only_when_needed():
         order = list(module.graph.nodes)
         lowered_backend_module.legalize_graph(module)
         assert list(module.graph.nodes) == order  # already in order: left as it is
-        y.prepend(z)  # z before the node it reads
+        y.prepend(z)  # z before the node it reads, as a partition cut can leave a reader
         assert not partitions.in_topological_order(module.graph)
         lowered_backend_module.legalize_graph(module)
-        assert partitions.in_topological_order(module.graph)
+        # Repaired in place: z moved right after y, the rest kept its order.
+        assert list(module.graph.nodes) == [x, y, z, w, out]
+        assert module.graph is graph

@@ -216,21 +216,72 @@ def in_topological_order(graph: torch.fx.Graph) -> bool:
     return True
 
 
+def stable_topological_order(graph: torch.fx.Graph) -> list[torch.fx.Node]:
+    """The graph's nodes in their own order, except that a node comes after all its inputs.
+
+    A node whose inputs are not all placed yet waits; it is placed as soon as its last input
+    is, before anything that came after it. Nodes already in order keep their places.
+    """
+    position = {node: i for i, node in enumerate(graph.nodes)}
+    placed: set[torch.fx.Node] = set()
+    waiting: dict[torch.fx.Node, int] = {}
+    waiters: dict[torch.fx.Node, list[torch.fx.Node]] = {}
+    order: list[torch.fx.Node] = []
+
+    def place(node: torch.fx.Node) -> None:
+        ready = [node]
+        while ready:
+            ready.sort(key=position.__getitem__, reverse=True)
+            current = ready.pop()
+            order.append(current)
+            placed.add(current)
+            for waiter in waiters.pop(current, []):
+                waiting[waiter] -= 1
+                if waiting[waiter] == 0:
+                    del waiting[waiter]
+                    ready.append(waiter)
+
+    for node in graph.nodes:
+        missing = {arg for arg in node.all_input_nodes if arg not in placed}
+        if not missing:
+            place(node)
+            continue
+        waiting[node] = len(missing)
+        for arg in missing:
+            waiters.setdefault(arg, []).append(node)
+    if waiting:
+        raise ValueError("the graph has a cycle: no topological order exists")
+    return order
+
+
+def reorder(graph: torch.fx.Graph, order: list[torch.fx.Node]) -> None:
+    """Relink the graph's nodes into `order`, moving only those out of place."""
+    previous = order[0]
+    for node in order[1:]:
+        if node.prev is not previous:
+            previous.append(node)
+        previous = node
+
+
 @contextlib.contextmanager
 def sorted_only_when_needed() -> Iterator[None]:
-    """`create_submodule_from_nodes` re-sorts the whole graph only when a cut broke its order.
+    """`create_submodule_from_nodes` repairs the graph's order in place, only where a cut broke it.
 
     Patches the `legalize_graph` that executorch/exir/lowered_backend_module.py imports from
-    torch.fx.passes.tools_common (1.5.1 and 1.2.0): it rebuilds the graph in a new,
-    non-stable topological order after every partition. An order that is already topological
-    is kept (the program computes the same; only ExecuTorch's instruction order may differ).
+    torch.fx.passes.tools_common (1.5.1 and 1.2.0): after every partition it rebuilds the
+    whole graph in a new, non-stable topological order (a copy of every node, then a
+    recompile). Here an order that is already topological is kept, and a broken one is
+    repaired by moving only the nodes that read a partition's output before it is computed
+    (the program computes the same; only ExecuTorch's instruction order may differ).
     """
     from executorch.exir import lowered_backend_module
 
     stock = lowered_backend_module.legalize_graph
 
     def legalize_if_needed(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
-        return gm if in_topological_order(gm.graph) else stock(gm)
+        if not in_topological_order(gm.graph):
+            reorder(gm.graph, stable_topological_order(gm.graph))
+        return gm
 
     lowered_backend_module.legalize_graph = legalize_if_needed
     try:
