@@ -20,6 +20,7 @@ import torch
 from conftest import _tiny, export, export_once
 from mobq import convert, first_layer, metadata, quantize, untie, verify
 from mobq.errors import VerificationFailed
+from mobq.families import family_for_config
 from mobq.hfmodel import load_config
 from mobq.plan import ExportRequest, plan_export
 from mobq.pte import export_program, isolate, llama
@@ -263,3 +264,51 @@ def test_the_manifest_records_the_first_layer_check(
     assert checked["sqnr_db_min"] > first_layer.THRESHOLD_DB + 40 and checked["top1"] == 1.0
     (stage,) = [s for s in manifest.stages if s.name == "export"]
     assert 0 < checked["seconds"] < stage.seconds
+
+
+@pytest.mark.parametrize(
+    ("recipe", "spec"),
+    [
+        ("qwen3-0.6b", {}),  # q/k norms
+        # Phi-4-mini: fused qkv_proj and gate_up_proj (the family's splits), partial rotary
+        ("phi-4-mini", {"hidden_size": 128, "head_dim": 32, "tie_word_embeddings": False}),
+    ],
+    ids=["qwen3", "phi3"],
+)
+def test_the_cut_checkpoints_are_the_first_layer_of_the_model(
+    recipe: str, spec: dict, tmp_path: Path
+) -> None:
+    from mobq import tinylm
+    from mobq.checkpoint import CheckpointReader
+    from mobq.hfmodel import load_causal_lm
+    from mobq.recipes import get_recipe
+
+    architecture = get_recipe(recipe).architecture
+    tiny = tinylm.TinySpec(num_hidden_layers=3, **spec)
+    tinylm.build_tiny_model(architecture, tmp_path / "model", spec=tiny)
+    untied = untie.untie_checkpoint(tmp_path / "model", tmp_path / "untied").path
+    quantize.quantize_checkpoint(untied, tmp_path / "quantized", SCHEMES["8da4w"])
+    convert.convert_checkpoint(tmp_path / "quantized", tmp_path / "converted")
+    config = load_config(tmp_path / "quantized")
+    family = family_for_config(config)
+    reference = first_layer.cut_reference(
+        tmp_path / "quantized", tmp_path / "cut-ref", family, config
+    )
+    converted = first_layer.cut_converted(
+        tmp_path / "converted", tmp_path / "cut-et", family, config
+    )
+
+    # The cut reference is the full model stopped after layer 0 (then its final norm).
+    ids = torch.tensor([[5, 17, 42, 7, 99, 3]])
+    with torch.no_grad():
+        full = load_causal_lm(tmp_path / "quantized")
+        after_layer_0 = full.model.norm(full(ids, output_hidden_states=True).hidden_states[1])
+        cut = load_causal_lm(reference)
+        assert cut.config.num_hidden_layers == 1
+        assert torch.equal(cut(ids, output_hidden_states=True).hidden_states[-1], after_layer_0)
+    # The cut program's checkpoint holds layer 0 and nothing deeper, as ExecuTorch loads it.
+    with CheckpointReader(converted) as reader:
+        layers = {name.split(".")[1] for name in reader.names if name.startswith("layers.")}
+        assert layers == {"0"} and "output.weight" in reader and "norm.weight" in reader
+    assert json.loads((converted / "params.json").read_text())["n_layers"] == 1
+    assert len(llama.load_eager_model(converted, ExportOptions(ctx=CTX)).layers) == 1
