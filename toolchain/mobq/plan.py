@@ -106,7 +106,6 @@ class ExportPlan:
             return None
         if text_config(self.config).num_hidden_layers < MIN_MODEL_LAYERS:
             return None
-
         if self.request.min_sqnr_db is not None:
             return min(THRESHOLD_DB, self.request.min_sqnr_db)
         return THRESHOLD_DB
