@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mobq import cache, fsutil, hostinfo, metadata, progress
+from mobq import cache, first_layer, fsutil, hostinfo, metadata, progress
 from mobq import verify as verify_stage
 from mobq.convert import convert_checkpoint, derive_params
 from mobq.hfmodel import load_config
@@ -201,6 +201,7 @@ class ExportJob:
     runtime_md: metadata.RuntimeMetadata
     multimodal_dir: Path | None = None  # the whole untied multimodal checkpoint
     float_dir: Path | None = None  # the unquantized checkpoint, for verify's like-with-like gate
+    first_layer_db: float | None = None  # the first-layer check's gate; None: no such check
 
 
 def _export(plan: ExportPlan, outputs: Outputs, out: Path) -> dict[str, Any]:
@@ -222,6 +223,7 @@ def _export(plan: ExportPlan, outputs: Outputs, out: Path) -> dict[str, Any]:
         multimodal_dir=outputs.untied if plan.multimodal else None,
         # An explicit --min-sqnr is a hard floor; the scheme's own gate is judged like with like.
         float_dir=outputs.untied if plan.scheme.quantized and not plan.explicit_gate else None,
+        first_layer_db=plan.first_layer_threshold,
     )
     return _export_and_verify(job, out)
 
@@ -233,13 +235,16 @@ def _export_and_verify(job: ExportJob, out: Path) -> dict[str, Any]:
     # The tokenizer the apps' runner will read, checked against transformers before lowering.
     runner_tokenizer = out / "tokenizer.json"
     tokenizer_changes = metadata.write_runner_tokenizer(job.tokenizer_dir, runner_tokenizer)
+    runtime_md, options = job.runtime_md, job.options
+    bos_id = runtime_md.bos_id if runtime_md.add_bos else None
+    checked = None
+    if job.first_layer_db is not None:
+        checked = _first_layer(job, job.first_layer_db, bos_id, out)
     # Lowering runs in a child process: what torch.export keeps alive ends with it, and verify
     # starts from a parent that never held the traced model.
     exported, child_peak = isolate.export_in_child(
         job.exporter, job.converted_dir, pte, job.options, job.methods
     )
-    runtime_md, options = job.runtime_md, job.options
-    bos_id = runtime_md.bos_id if runtime_md.add_bos else None
     extra: dict[str, Any] = {}
     try:
         with progress.stage("verify", job.reference_name):
@@ -281,6 +286,8 @@ def _export_and_verify(job: ExportJob, out: Path) -> dict[str, Any]:
         fsutil.remove(out)
         raise
     verification = {**result.to_dict(), **extra.get("multimodal_verification", {})}
+    if checked is not None:
+        verification["first_layer"] = checked.to_dict()
     return {
         **exported.to_dict(),
         "child_peak_rss_mb": round(child_peak, 1),
@@ -290,3 +297,32 @@ def _export_and_verify(job: ExportJob, out: Path) -> dict[str, Any]:
         "runner_tokenizer_changes": tokenizer_changes,
         "_note": f"{exported.bytes / 1e6:.1f} MB, verified",
     }
+
+
+def _first_layer(
+    job: ExportJob, threshold_db: float, bos_id: int | None, out: Path
+) -> first_layer.FirstLayerResult:
+    """Layer 0 alone, lowered and compared with eager before the full lowering: a wrong kernel
+    fails in a minute or two, not after the whole export."""
+    try:
+        with progress.stage("first-layer check", f"layer 0 vs {job.reference_name}") as note:
+            result = first_layer.check(
+                job.converted_dir,
+                job.reference_dir,
+                job.tokenizer_dir,
+                job.options,
+                job.methods,
+                prompt_format=job.runtime_md.prompt_format,
+                bos_id=bos_id,
+                workdir=out,
+                threshold_db=threshold_db,
+            )
+            note["note"] = (
+                f"SQNR min {result.sqnr_db_min:.1f} dB (gate {result.threshold_db:g}), "
+                f"top-1 {result.top1:.0%}"
+            )
+        first_layer.require_pass(result, job.reference_name)
+    except BaseException:
+        fsutil.remove(out)
+        raise
+    return result

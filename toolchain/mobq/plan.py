@@ -96,6 +96,21 @@ class ExportPlan:
         return _threshold(self.request, self.scheme)
 
     @property
+    def first_layer_threshold(self) -> float | None:
+        """The first-layer check's gate (mobq.first_layer) for a quantized llama program of at
+        least MIN_MODEL_LAYERS layers, else None (no check). An explicit --min-sqnr lower than
+        the gate lowers it too: the user's floor for the whole program holds for its layer 0."""
+        from mobq.first_layer import MIN_MODEL_LAYERS, THRESHOLD_DB
+
+        if not self.scheme.quantized or self.exporter != "llama":
+            return None
+        if text_config(self.config).num_hidden_layers < MIN_MODEL_LAYERS:
+            return None
+        if self.request.min_sqnr_db is not None:
+            return min(THRESHOLD_DB, self.request.min_sqnr_db)
+        return THRESHOLD_DB
+
+    @property
     def exporter(self) -> str:
         """The builder of the program (mobq.pte.BUILDERS)."""
         return "multimodal" if self.multimodal else self.family.exporter
@@ -305,5 +320,13 @@ def stage_keys(plan: ExportPlan) -> dict[str, str]:
         torch=versions["torch"],
         threshold=plan.threshold,
         v=PIPELINE_VERSION,
+        # Only where the check runs, so the keys of other programs stay as they were.
+        **_first_layer_key(plan),
     )
     return keys
+
+
+def _first_layer_key(plan: ExportPlan) -> dict[str, Any]:
+    """A program verified without the first-layer check (or at another gate) is not reused."""
+    threshold = plan.first_layer_threshold
+    return {} if threshold is None else {"first_layer_db": threshold}

@@ -278,24 +278,11 @@ def run(
 ) -> VerifyResult:
     """Compare the program with `reference_dir`'s model (and, quantized, with `float_dir`'s)."""
     prompts = prompt_token_ids(tokenizer_dir, prompt_format, bos_id)
-    limit = min(max_prefill, ctx - decode_steps)
-    splits = []
-    for ids in prompts:
-        prefill = ids[: max(1, min(len(ids) - decode_steps, limit))]
-        splits.append((prefill, ids[len(prefill) : len(prefill) + decode_steps]))
+    splits = split_prompts(prompts, max_prefill, ctx, decode_steps)
     # The eager models and the program are never in memory together: each is freed in turn.
     expected = _reference_steps(reference_dir, splits, reference_name)
     got = _program_steps(pte, splits)
-    comparisons = [
-        StepComparison(
-            index,
-            len(prefill) - 1 + step,
-            sqnr_db(expected[index][step], logits),
-            bool(expected[index][step].argmax() == logits.argmax()),
-        )
-        for index, (prefill, _) in enumerate(splits)
-        for step, logits in enumerate(got[index])
-    ]
+    comparisons = compare_steps(splits, expected, got)
     float_comparison = None
     # The float model only settles what the plain gate leaves open (a deep quantized model
     # whose two implementations drift apart); at full size it is minutes of CPU.
@@ -330,11 +317,38 @@ def run(
 
 
 Steps = list[list[torch.Tensor]]  # per prompt, the compared positions' logits
+Splits = list[tuple[list[int], list[int]]]  # per prompt, (prefilled ids, ids decoded one by one)
+
+
+def split_prompts(
+    prompts: list[list[int]], max_prefill: int, ctx: int, decode_steps: int
+) -> Splits:
+    """Each prompt as a prefill that fits the program, then up to `decode_steps` decoded ids."""
+    limit = min(max_prefill, ctx - decode_steps)
+    splits = []
+    for ids in prompts:
+        prefill = ids[: max(1, min(len(ids) - decode_steps, limit))]
+        splits.append((prefill, ids[len(prefill) : len(prefill) + decode_steps]))
+    return splits
+
+
+def compare_steps(splits: Splits, expected: Steps, got: Steps) -> list[StepComparison]:
+    """SQNR and top-1 agreement of the program's logits at every compared position."""
+    return [
+        StepComparison(
+            index,
+            len(prefill) - 1 + step,
+            sqnr_db(expected[index][step], logits),
+            bool(expected[index][step].argmax() == logits.argmax()),
+        )
+        for index, (prefill, _) in enumerate(splits)
+        for step, logits in enumerate(got[index])
+    ]
 
 
 def _reference_steps(
     model_dir: Path,
-    splits: list[tuple[list[int], list[int]]],
+    splits: Splits,
     name: str,
     dtype: torch.dtype = torch.float32,
 ) -> Steps:
@@ -351,7 +365,7 @@ def _reference_steps(
     return out
 
 
-def _program_steps(pte: Path, splits: list[tuple[list[int], list[int]]]) -> Steps:
+def _program_steps(pte: Path, splits: Splits) -> Steps:
     program = load_program(pte)
     out: Steps = []
     with (

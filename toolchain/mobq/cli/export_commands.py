@@ -231,6 +231,13 @@ def _print_export_summary(out: Path, manifest: Any) -> None:
         f"SQNR {verify['sqnr_db_min']:.1f} dB min / {verify['sqnr_db_mean']:.1f} mean vs {verify['reference']}, "
         f"top-1 {verify['top1_agreement']:.0%}",
     )
+    first = verify.get("first_layer")
+    if first:
+        table.add_row(
+            "first layer",
+            f"SQNR {first['sqnr_db_min']:.1f} dB min (gate {first['threshold_db']:g}), "
+            f"top-1 {first['top1']:.0%}, {first['seconds']:.0f} s before the full lowering",
+        )
     table.add_row(
         "stages",
         ", ".join(
