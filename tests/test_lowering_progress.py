@@ -18,20 +18,11 @@ from mobq import progress, runtime
 from mobq.pte import watch
 
 
-class Recorder:
+class Recorder(progress.SilentReporter):
     """A reporter that keeps each task's description, total and how far it got."""
 
     def __init__(self) -> None:
         self.tasks: list[dict[str, object]] = []
-
-    def stage_start(self, name: str, detail: str) -> None:
-        pass
-
-    def stage_end(self, name: str, seconds: float, note: str) -> None:
-        pass
-
-    def info(self, message: str) -> None:
-        pass
 
     @contextlib.contextmanager
     def task(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
