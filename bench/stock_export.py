@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,10 +40,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--ctx", type=int, default=1024)
     parser.add_argument("--extended", action="store_true", help="also stock --xnnpack-extended-ops")
     parser.add_argument("--skip-mobq", action="store_true")
+    parser.add_argument("--skip-stock", action="store_true", help="mobq only (re-runs)")
     parser.add_argument(
         "--mobq-x", action="store_true", help="also mobq --no-extended-ops (the -X program)"
     )
     parser.add_argument("--json-out", type=Path)
+    parser.add_argument(
+        "--scratch", type=Path, help="parent of the scratch folder (disk: ~40 GB at 4B)"
+    )
+    parser.add_argument(
+        "--random-from",
+        type=Path,
+        help="a stage cache whose random/ checkpoint to hard-link instead of building it again",
+    )
     return parser.parse_args(argv)
 
 
@@ -70,13 +80,26 @@ def stock_inputs(args: argparse.Namespace, cache: Path, work: Path) -> tuple[Pat
     source = random_weights.cached_build(_recipe(args.model, args.layers), seed=0)
     untie_checkpoint(source, work / "untied")
     convert_checkpoint(work / "untied", work / "converted")
+    shutil.rmtree(work / "untied")
     state: dict[str, torch.Tensor] = {}
     for shard in sorted((work / "converted").glob("*.safetensors")):
         state.update(load_file(str(shard)))
+        shard.unlink()  # the .pth holds them now; full size would not fit the disk twice
     # No "int8"/"8da4w" in the name: export_llama would apply legacy quantizers on load.
     checkpoint = work / "float_weights.pth"
     torch.save(state, checkpoint)
     return checkpoint, work / "converted" / PARAMS_FILE
+
+
+def link_random_checkpoints(source_cache: Path, cache: Path) -> None:
+    """Hard-link another cache's random checkpoints: same seed, same bytes, no rebuild."""
+    for path in (source_cache / "random").rglob("*"):
+        target = cache / "random" / path.relative_to(source_cache / "random")
+        if path.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(path, target)
 
 
 def timed_tree(command: list[str], env: dict[str, str]) -> dict[str, Any]:
@@ -103,6 +126,10 @@ def stock(args: argparse.Namespace, checkpoint: Path, params: Path, work: Path, 
     command += ["--xnnpack-extended-ops"] if extended else []
     command += ["--output_name", str(work / f"stock{'-ext' if extended else ''}.pte")]
     result = timed_tree(command, {**os.environ})
+    pte = work / f"stock{'-ext' if extended else ''}.pte"
+    if pte.is_file():
+        result["pte_bytes"] = pte.stat().st_size
+        pte.unlink()  # its size is what the comparison needs; the disk is tight at full size
     return {"command": " ".join(command[1:]), **result}
 
 
@@ -122,11 +149,14 @@ def main(argv: list[str]) -> None:
 
     args = parse_args(argv)
     rows: dict[str, Any] = {"host": hostinfo.host(), "args": vars(args) | {"json_out": None}}
-    with tempfile.TemporaryDirectory(prefix="mobq-stock-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="mobq-stock-", dir=args.scratch) as scratch:
         work, cache = Path(scratch), Path(scratch) / "cache"
-        checkpoint, params = stock_inputs(args, cache, work)
-        rows["stock"] = stock(args, checkpoint, params, work, extended=False)
-        if args.extended:
+        if args.random_from:
+            link_random_checkpoints(args.random_from, cache)
+        if not args.skip_stock:
+            checkpoint, params = stock_inputs(args, cache, work)
+            rows["stock"] = stock(args, checkpoint, params, work, extended=False)
+        if args.extended and not args.skip_stock:
             rows["stock_extended_ops"] = stock(args, checkpoint, params, work, extended=True)
         if not args.skip_mobq:  # its random weights are the cached ones the stock run used
             rows["mobq"] = mobq(args, cache, work, extended=True)

@@ -103,12 +103,13 @@ def test_partition_shims_keep_xnnpack_bytes_and_logits(
     converted_8da4w: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Extended ops: one pass-manager run per distinct partition graph, no EDGE_DO_NOT_DECOMP
-    round trip when nothing needs it, the graph re-sorted only when needed (mobq.pte.partitions).
-    The first two must not change a byte of the program; with all three, the logits must equal
-    stock lowering's bit for bit."""
+    round trip when nothing needs it, the partitioner's cycle check by bitmasks
+    (mobq.pte.grouping), the graph re-sorted only when needed (mobq.pte.partitions). The first
+    three must not change a byte of the program; with all four, the logits must equal stock
+    lowering's bit for bit."""
     import contextlib
 
-    from mobq.pte import partitions
+    from mobq.pte import grouping, partitions
 
     options = ExportOptions(ctx=CTX, extended_ops=True)
     methods = {"get_bos_id": 0, "get_eos_ids": [1]}
@@ -121,6 +122,7 @@ def test_partition_shims_keep_xnnpack_bytes_and_logits(
     reused_only = export_program("llama", converted_8da4w, tmp_path / "reuse.pte", options, methods)
     monkeypatch.setattr(partitions, "reused_transforms", lambda stats: contextlib.nullcontext())
     monkeypatch.setattr(partitions, "no_needless_preservation", contextlib.nullcontext)
+    monkeypatch.setattr(grouping, "linear_grouping", contextlib.nullcontext)
     stock = export_program("llama", converted_8da4w, tmp_path / "stock.pte", options, methods)
     assert stock.lowering["partitions"] == {}
     assert reused_only.pte.read_bytes() == stock.pte.read_bytes()

@@ -10,7 +10,8 @@ methods the runner reads. `lower` turns any of them into a .pte in one pass:
 3. one `to_edge_transform_and_lower` with XNNPACK's general partitioner (`extended_ops`, on
    unless turned off: the model cards' `-X` has none, and then nothing is left to partition);
    XNNPACK's passes run once per distinct partition graph, not once per layer's copy of it,
-   and the graph is re-sorted only when a cut breaks its order (`partitions.py`);
+   and the graph is re-sorted only when a cut breaks its order (`partitions.py`); the
+   partitioner's cycle check is bitmasks, not O(nodes²) sets (`grouping.py`);
 4. `to_executorch` with the settings `LLMEdgeManager.to_executorch` uses, written atomically.
 """
 
@@ -226,10 +227,11 @@ def _to_edge_and_lower(
     from executorch.backends.xnnpack._passes.convert_to_linear import ConvertToLinearPass
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
-    from mobq.pte import partitions, watch
+    from mobq.pte import grouping, partitions, watch
     from mobq.runtime import quiet_native_logs
 
     with (
+        grouping.linear_grouping(),
         quiet_native_logs(),
         watch.graph_passes(_watched_size(exported), "to edge dialect and XNNPACK"),
         watch.partitions_lowered(),
