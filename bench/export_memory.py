@@ -30,6 +30,10 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "toolchain"))  # this checkout's mobq, not an install elsewhere
 SAMPLE_SECONDS = 0.1
+# Reading smaps_rollup walks the process's page tables: 0.25 s for a 13 GB process. Sampling
+# waits at least this many times as long as the last sample took, so that the measurement
+# takes at most ~1/(1+SAMPLE_COST_RATIO) of one core from the 2-core machine it measures.
+SAMPLE_COST_RATIO = 20
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -145,9 +149,12 @@ class TreeSampler(threading.Thread):
 
     def run(self) -> None:
         last_kept = 0.0
+        self.samples, self.sampling_seconds = 0, 0.0
         while not self.stop.is_set():
-            now = time.time()
+            now, began = time.time(), time.perf_counter()
             rss, pss, seen, each = tree_memory_mb(self.pid)
+            cost = time.perf_counter() - began
+            self.samples, self.sampling_seconds = self.samples + 1, self.sampling_seconds + cost
             self.peak_rss_mb = max(self.peak_rss_mb, rss)
             if pss > self.peak_pss_mb:
                 self.peak_pss_mb, self.peak_at = pss, (now, each)
@@ -158,7 +165,7 @@ class TreeSampler(threading.Thread):
             if now - last_kept >= 1.0:
                 self.timeline.append((now, each))
                 last_kept = now
-            self.stop.wait(SAMPLE_SECONDS)
+            self.stop.wait(max(SAMPLE_SECONDS, SAMPLE_COST_RATIO * cost))
 
 
 def measured_run(command: list[str], env: dict[str, str]) -> dict[str, Any]:
@@ -236,6 +243,9 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         ],
         "child_maxrss_mb": round(usage.ru_maxrss / 1024, 1),
         "cpu_user_s": round(usage.ru_utime, 1),
+        "cpu_sys_s": round(usage.ru_stime, 1),
+        "samples": sampler.samples,
+        "sampling_s": round(sampler.sampling_seconds, 1),
         "stages": [
             {k: s.get(k) for k in ("name", "seconds", "peak_rss_mb", "cached")}
             for s in manifest["stages"]

@@ -111,7 +111,12 @@ def timed_tree(command: list[str], env: dict[str, str]) -> dict[str, Any]:
         "exit_code": run["exit_code"],
         "wall_s": round(run["wall"], 1),
         "tree_peak_pss_mb": round(run["sampler"].peak_pss_mb, 1),
+        # ru_maxrss of the process itself: exact where the command is one process (stock).
+        "root_maxrss_mb": round(run["usage"].ru_maxrss / 1024, 1),
         "cpu_user_s": round(run["usage"].ru_utime, 1),
+        "cpu_sys_s": round(run["usage"].ru_stime, 1),
+        "samples": run["sampler"].samples,
+        "sampling_s": round(run["sampler"].sampling_seconds, 1),
         "load_avg_before": [round(x, 2) for x in run["load_before"]],
         "load_avg_after": [round(x, 2) for x in os.getloadavg()],
     }
