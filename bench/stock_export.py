@@ -53,7 +53,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=Path,
         help="a stage cache whose random/ checkpoint to hard-link instead of building it again",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.scratch and not args.scratch.is_dir():
+        parser.error(f"--scratch {args.scratch}: no such directory")
+    from mobq.errors import ModelNotFound
+    from mobq.recipes import get_recipe
+
+    try:
+        get_recipe(args.model)
+    except ModelNotFound as error:
+        parser.error(str(error))
+    if args.random_from and not (args.random_from / "random").is_dir():
+        parser.error(f"--random-from {args.random_from}: no random/ checkpoints in that cache")
+    return args
 
 
 def _recipe(name: str, layers: int | None) -> Any:

@@ -14,7 +14,8 @@ integer bitmask over graph positions (N² bits: 3 MB at 5,000 nodes), and each p
 (members, descendants, ancestors) kept as the OR of its nodes', the check for a pair is three
 big-integer ANDs/ORs. The graph does not change while partitions are proposed, so the answer
 is the stock one for every pair, and the merges, partitions and the .pte are the same
-(tests/test_lowering.py compares the partitions and the bytes).
+(tests/test_grouping.py compares the partitions on random graphs, tests/test_lowering.py
+the .pte bytes).
 """
 
 from __future__ import annotations
