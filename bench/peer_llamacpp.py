@@ -216,6 +216,9 @@ def measure_mobq(args: argparse.Namespace) -> dict[str, Any]:
         "decode_tokens_per_sec": result.decode_tokens_per_sec,
         "peak_rss_mb": result.peak_rss_mb,
         "python_baseline_rss_mb": result.notes["python_baseline_rss_mb"],
+        # The memory figure: peak less torch + pybindings, over the .pte's size.
+        "above_imports_mb": result.notes.get("above_imports_mb"),
+        "above_imports_per_pte": result.notes.get("above_imports_per_pte"),
         "ttft_ms": result.ttft_ms,
         "load_ms": result.load_ms,
         "threads": result.threads,
@@ -240,11 +243,15 @@ def versions(source: Path | None) -> dict[str, str]:
 def report(rows: dict[str, dict[str, Any]]) -> str:
     lines = [
         f"{'engine':<22} {'size MB':>8} {'prefill t/s':>12} {'decode t/s':>11} {'peak RSS MB':>12}"
+        f" {'above imports':>14}"
     ]
     for name, row in rows.items():
+        above = row.get("above_imports_mb")
+        ratio = row.get("above_imports_per_pte")
+        extra = f"{above:>7.0f} ({ratio:.2f}x)" if above is not None and ratio else f"{'-':>14}"
         lines.append(
             f"{name:<22} {row['size_mb']:>8.1f} {row['prefill_tokens_per_sec']:>12.1f} "
-            f"{row['decode_tokens_per_sec']:>11.2f} {row['peak_rss_mb']:>12.0f}"
+            f"{row['decode_tokens_per_sec']:>11.2f} {row['peak_rss_mb']:>12.0f} {extra}"
         )
     return "\n".join(lines)
 

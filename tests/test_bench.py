@@ -58,6 +58,13 @@ def test_bench_json_follows_the_shared_schema(bench_json: list[dict]) -> None:
         assert result.repetitions == 2 and result.warmup == 1
         assert result.device and result.runtime["executorch"]
         assert result.notes["fresh_process"] is True
+        # Imports (torch, pybindings) are held apart: the rest is what the program costs.
+        notes = result.notes
+        assert notes["python_baseline_rss_mb"] <= notes["imports_rss_mb"] <= result.peak_rss_mb
+        above = result.peak_rss_mb - notes["imports_rss_mb"]
+        assert notes["above_imports_mb"] == pytest.approx(above, abs=0.1)
+        pte_mib = result.model_size_mb * 1e6 / 2**20
+        assert notes["above_imports_per_pte"] == pytest.approx(above / pte_mib, rel=0.02)
 
 
 def test_prompt_lengths_are_exact(bench_json: list[dict]) -> None:

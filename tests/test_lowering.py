@@ -105,8 +105,8 @@ def test_partition_shims_keep_xnnpack_bytes_and_logits(
     """Extended ops: one pass-manager run per distinct partition graph, no EDGE_DO_NOT_DECOMP
     round trip when nothing needs it, the partitioner's cycle check by bitmasks
     (mobq.pte.grouping), the graph re-sorted only when needed (mobq.pte.partitions). The first
-    three must not change a byte of the program; with all four, the logits must equal stock
-    lowering's bit for bit."""
+    three must not change a byte of the program; with all four and the layout passes, the
+    logits must equal stock lowering's bit for bit."""
     import contextlib
 
     from mobq.pte import grouping, partitions
@@ -118,6 +118,9 @@ def test_partition_shims_keep_xnnpack_bytes_and_logits(
     params = json.loads((converted_8da4w / "params.json").read_text())
     assert stats["reused"] >= params["n_layers"] - 1  # later layers' partitions reuse the first's
 
+    # The stock side has no layout pass either: the shimmed program's logits prove that fusing
+    # the cache's transposes changes no value (test_layout_passes_* proves it fuses them).
+    monkeypatch.setattr(lowering, "layout_passes", list)
     monkeypatch.setattr(partitions, "sorted_only_when_needed", contextlib.nullcontext)
     reused_only = export_program("llama", converted_8da4w, tmp_path / "reuse.pte", options, methods)
     monkeypatch.setattr(partitions, "reused_transforms", lambda stats: contextlib.nullcontext())
@@ -174,3 +177,30 @@ def test_sorted_only_when_needed_resorts_a_broken_order() -> None:
         # Repaired in place: z moved right after y, the rest kept its order.
         assert list(module.graph.nodes) == [x, y, z, w, out]
         assert module.graph is graph
+
+
+def _sdpa_inputs(edge_program: object) -> list[tuple[str, str]]:
+    """Each custom_sdpa's key and value producers, by target name."""
+    graph = edge_program.exported_program().graph  # type: ignore[attr-defined]
+    calls = [n for n in graph.nodes if "custom_sdpa" in str(n.target)]
+    assert calls, "the program has no custom_sdpa"
+    return [(str(n.args[1].target), str(n.args[2].target)) for n in calls]
+
+
+def test_layout_passes_hand_custom_sdpa_the_cache_itself(converted_8da4w: Path) -> None:
+    """ExecuTorch's CustomKVCache transposes its cache out and SDPACustom transposes it back:
+    two whole-cache copies per K and V per layer per token until lowering.layout_passes."""
+    from executorch.exir import EdgeCompileConfig, to_edge
+
+    from mobq.pte import llama
+
+    program = llama.build(converted_8da4w, ExportOptions(ctx=CTX), {"get_bos_id": 0})
+    exported = lowering._export_methods(program.methods)["forward"]
+    edge = to_edge(exported, compile_config=EdgeCompileConfig(_check_ir_validity=False))
+    params = json.loads((converted_8da4w / "params.json").read_text())
+
+    before = _sdpa_inputs(edge)
+    assert len(before) == params["n_layers"]
+    assert all("permute_copy" in key and "permute_copy" in value for key, value in before)
+    after = _sdpa_inputs(edge.transform(lowering.layout_passes()))
+    assert after == [("<built-in function getitem>",) * 2] * params["n_layers"]

@@ -26,6 +26,8 @@ from mobq.source import Source, resolve
 from mobq.untie import exported_config, needs_text_decoder
 
 PIPELINE_VERSION = "3"  # 3: one lowering (mobq.pte), like-with-like gate; 2: runner tokenizer
+# The export stage alone: bumping it keeps the untie/quantize/convert caches.
+PROGRAM_VERSION = "2"  # 2: the KV cache's transposes fused away (lowering.layout_passes)
 # The one set of defaults: what a recipe that sets nothing gets, and a model without a recipe.
 DEFAULTS = RecipeDefaults()
 
@@ -320,6 +322,7 @@ def stage_keys(plan: ExportPlan) -> dict[str, str]:
         torch=versions["torch"],
         threshold=plan.threshold,
         v=PIPELINE_VERSION,
+        program=PROGRAM_VERSION,
         # Only where the check runs, so the keys of other programs stay as they were.
         **_first_layer_key(plan),
     )
