@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -65,6 +67,8 @@ def test_bench_json_follows_the_shared_schema(bench_json: list[dict]) -> None:
         assert notes["above_imports_mb"] == pytest.approx(above, abs=0.1)
         pte_mib = result.model_size_mb * 1e6 / 2**20
         assert notes["above_imports_per_pte"] == pytest.approx(above / pte_mib, rel=0.02)
+        if sys.platform == "linux":  # the runner's mlock failed, as it does in an app
+            assert notes["mlock"].startswith("denied") and notes["locked_mb"] == 0
 
 
 def test_prompt_lengths_are_exact(bench_json: list[dict]) -> None:
@@ -164,3 +168,20 @@ def test_parse_lengths() -> None:
     assert bench.parse_lengths("128, 512", "-p") == [128, 512]
     with pytest.raises(InputError):
         bench.parse_lengths("", "-p")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_MEMLOCK and capabilities are Linux's")
+def test_deny_mlock_makes_mlock_fail_even_for_root() -> None:
+    """Root would pin the .pte's constant segment in RSS; an app cannot, nor can the worker."""
+    probe = (
+        "import ctypes, mmap\n"
+        "from mobq.benchmark import deny_mlock\n"
+        "print(deny_mlock())\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "page = mmap.mmap(-1, 1 << 20)\n"
+        "address = ctypes.addressof(ctypes.c_char.from_buffer(page))\n"
+        "print(libc.mlock(ctypes.c_void_p(address), 1 << 20))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    what, result = done.stdout.strip().splitlines()[-2:]
+    assert what.startswith("denied") and result == "-1"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import platform
 import statistics
 import subprocess
 import sys
@@ -188,6 +189,7 @@ def measure(export_dir: Path, config: BenchConfig) -> dict[str, Any]:
         "load_ms": load_ms,
         "runs": runs,
         "peak_rss_mb": hostinfo.peak_rss_mb(),
+        "locked_mb": locked_mb(),
         "baseline_rss_mb": baseline_rss,
         "imports_rss_mb": imports_rss,
         "image_encode_ms": image_ms,
@@ -222,6 +224,58 @@ def _multimodal_prompt(manifest: Manifest, text: str, tokenizer_json: Path) -> l
 
 
 WORKER_ERROR = "MOBQ_WORKER_ERROR "
+APP_MEMLOCK_BYTES = 64 * 1024  # RLIMIT_MEMLOCK of an unprivileged process (Linux < 5.16)
+CAP_IPC_LOCK = 14  # linux/capability.h
+_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def deny_mlock() -> str:
+    """Make this process unable to mlock, as an app is; returns what was done.
+
+    ExecuTorch's Module maps the .pte and mlocks it (MmapUseMlockIgnoreErrors). As root, or
+    with CAP_IPC_LOCK, that pins the program's constant segment (the int8 embedding table,
+    370 MiB at Qwen3-4B) in RSS. An app has neither: its mlock fails, ExecuTorch ignores that,
+    and the table is paged in as tokens touch its rows. The worker measures the app's case.
+    """
+    import resource
+
+    if platform.system() != "Linux":
+        return "not changed (not Linux)"
+    resource.setrlimit(resource.RLIMIT_MEMLOCK, (APP_MEMLOCK_BYTES, APP_MEMLOCK_BYTES))
+    if not _drop_capability(CAP_IPC_LOCK):
+        return "RLIMIT_MEMLOCK 64 KiB; CAP_IPC_LOCK could not be dropped"
+    return "denied as in an app (RLIMIT_MEMLOCK 64 KiB, no CAP_IPC_LOCK)"
+
+
+def _drop_capability(bit: int) -> bool:
+    """Clear one capability from this process's effective and permitted sets (capset(2))."""
+    import ctypes
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_uint32) for name in ("effective", "permitted", "inheritable")]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = Header(_CAPABILITY_VERSION_3, 0), (Data * 2)()
+    if libc.capget(ctypes.byref(header), data) != 0:
+        return False
+    word, mask = divmod(bit, 32)
+    data[word].effective &= ~(1 << mask)
+    data[word].permitted &= ~(1 << mask)
+    return libc.capset(ctypes.byref(header), data) == 0
+
+
+def locked_mb() -> float | None:
+    """Memory this process has locked (mlock), from /proc/self/status; None off Linux."""
+    status = Path("/proc/self/status")
+    if not status.is_file():
+        return None
+    for line in status.read_text().splitlines():
+        if line.startswith("VmLck:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return None
 
 
 def _worker_main(argv: list[str]) -> None:
@@ -229,7 +283,9 @@ def _worker_main(argv: list[str]) -> None:
 
     export_dir, config_json, out = argv
     try:
+        mlock = deny_mlock()
         result = measure(Path(export_dir), BenchConfig(**json.loads(config_json)))
+        result["mlock"] = mlock
     except MobqError as exc:  # the parent re-raises it: the user sees the same one line
         print(WORKER_ERROR + json.dumps([type(exc).__name__, str(exc)]), file=sys.stderr)
         sys.exit(exc.exit_code)
@@ -382,6 +438,10 @@ def to_result(
     }
     if "imports_rss_mb" in measured:
         notes.update(memory_above_imports(measured, manifest.file("program").bytes))
+    if measured.get("locked_mb") is not None:
+        notes["locked_mb"] = measured["locked_mb"]
+    if "mlock" in measured:
+        notes["mlock"] = measured["mlock"]
     if min(generated) < config.gen_tokens:
         notes["stopped_early"] = "the model emitted an eos id before -n tokens"
     if any(r["timer_floor"] for r in runs):
