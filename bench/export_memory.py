@@ -36,6 +36,12 @@ SAMPLE_SECONDS = 0.1
 SAMPLE_COST_RATIO = 20
 
 
+def _extended_flag(args: argparse.Namespace) -> list[str]:
+    if args.extended_ops is None:
+        return []
+    return ["--extended-ops" if args.extended_ops else "--no-extended-ops"]
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a recipe name (its architecture, random weights)")
@@ -46,7 +52,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--cache", type=Path, help="stage cache (default: a fresh one)")
     parser.add_argument("--json-out", type=Path, help="also write the figures here")
     parser.add_argument(
-        "--no-extended-ops", action="store_true", help="the model cards' -X program"
+        "--extended-ops",
+        dest="extended_ops",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="XNNPACK's general partitioner on or off [mobq's default for the program]",
     )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -71,7 +81,7 @@ def child_main(args: argparse.Namespace) -> None:
     argv += ["--scheme", args.scheme, "--out", str(args.out), "--force"]
     if args.tokenizer:
         argv += ["--tokenizer", str(args.tokenizer)]
-    argv += ["--no-extended-ops"] if args.no_extended_ops else []
+    argv += _extended_flag(args)
     sys.argv = ["mobq", *argv]
     main()
 
@@ -203,7 +213,7 @@ def measure(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     command += ["--ctx", str(args.ctx), "--scheme", args.scheme, "--out", str(out)]
     command += ["--layers", str(args.layers)] if args.layers else []
     command += ["--tokenizer", str(args.tokenizer)] if args.tokenizer else []
-    command += ["--no-extended-ops"] if args.no_extended_ops else []
+    command += _extended_flag(args)
     started = time.time()
     run = measured_run(command, env)
     code, wall, sampler, usage, load_before = (
