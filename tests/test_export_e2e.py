@@ -52,22 +52,6 @@ def test_quantized_program_is_smaller_and_really_quantized(
     assert verify.sqnr_db(expected[27], got[0]) < 30
 
 
-def _lowering(manifest) -> dict:
-    (export,) = [stage for stage in manifest.stages if stage.name == "export"]
-    return export.detail["lowering"]
-
-
-def test_default_program_is_the_cards_for_quantized_and_extended_for_float(
-    export_tied_8da4w, export_tied_fp32
-) -> None:
-    """Quantized: the model cards' -X (every linear pre-lowered, nothing else on XNNPACK), which
-    decodes faster once the cache's transposes are fused; float: XNNPACK's general partitioner,
-    without which no op of the program would be delegated."""
-    quantized, floating = _lowering(export_tied_8da4w[1]), _lowering(export_tied_fp32[1])
-    assert quantized["extended_ops"] is False and quantized["prelowered_linears"] > 0
-    assert floating["extended_ops"] is True and floating["prelowered_linears"] == 0
-
-
 def test_untie_happened_only_for_the_tied_model(export_tied_8da4w, export_untied_8da4w) -> None:
     untie_tied = next(s for s in export_tied_8da4w[1].stages if s.name == "untie")
     untie_untied = next(s for s in export_untied_8da4w[1].stages if s.name == "untie")

@@ -153,9 +153,8 @@ _scheme_help = "Quantization scheme: 8da4w (default), 8da8w or fp32."
 @click.option(
     "--extended-ops/--no-extended-ops",
     default=None,
-    help="XNNPACK for the non-linear ops too (norms, rope, elementwise) [off for quantized "
-    "llama-layout decoders: the model cards' -X program, faster to export and to decode; on "
-    "for float programs, Gemma-3 and vision towers].",
+    help="XNNPACK for the non-linear ops too (norms, rope, elementwise) [on]. Off gives the "
+    "model cards' -X program: faster to export, much slower to decode on the host runner.",
 )
 @click.option("--group-size", type=int, help="Int4 weight group size [32].")
 @click.option("--hqq/--no-hqq", default=None, help="HQQ scale-only qparams for the linears.")

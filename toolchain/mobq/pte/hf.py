@@ -78,4 +78,4 @@ def build(model_dir: Path, options: ExportOptions, runtime_methods: dict[str, An
         dynamic_shapes=({1: token_dim(options)}, {"input_pos": {0: 1}}),
         strict=True,
     )
-    return Program({"forward": forward}, constants, extended_ops=True)
+    return Program({"forward": forward}, constants)

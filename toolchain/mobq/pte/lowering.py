@@ -7,10 +7,8 @@ methods the runner reads. `lower` turns any of them into a .pte in one pass:
    (`linears.py`): this is where lowering used to spend O(layers^2);
 2. one `torch.export` per method, non-strict where the module allows (ExecuTorch's
    `LLMEdgeManager` exports twice, strict, re-tracing after a transpose pass meant for pt2e);
-3. one `to_edge_transform_and_lower`, after a pass that fuses transposes undoing each other
-   (the KV cache's); with XNNPACK's general partitioner where `extended_ops` is on (float
-   programs, vision towers, hf decoders, or asked for); a quantized llama decoder is the
-   model cards' `-X` program, and then nothing is left to partition;
+3. one `to_edge_transform_and_lower` with XNNPACK's general partitioner (`extended_ops`, on
+   unless turned off: the model cards' `-X` has none, and then nothing is left to partition);
    XNNPACK's passes run once per distinct partition graph, not once per layer's copy of it,
    and the graph is re-sorted only when a cut breaks its order (`partitions.py`); the
    partitioner's cycle check is bitmasks, not O(nodes²) sets (`grouping.py`);
@@ -41,9 +39,8 @@ class ExportOptions:
     max_seq_len: int | None = None  # prefill chunk; defaults to ctx
     dtype: str = "fp32"
     # XNNPACK's general partitioner: norms, rope, elementwise ops and float linears on XNNPACK
-    # (None: the builder's choice, else on only where no linear is quantized). Off is the
-    # model cards' `-X` program: with the KV cache's transposes fused it exports faster and
-    # decodes ~20 % faster in the host runner (bench/extended_ops.py, Qwen3-0.6B and 4B).
+    # (None: on). Off gives the model cards' `-X` program: exported in less than half the
+    # time, but measured 16x slower to decode in the host runner (bench/extended_ops.py).
     extended_ops: bool | None = None
 
     @property
@@ -87,8 +84,7 @@ class Program:
     methods: dict[str, Method]
     constant_methods: dict[str, Any]
     # XNNPACK's general partitioner when the options leave it open (None: only for float
-    # programs). A vision tower's convolutions want it; a quantized llama decoder's -X does
-    # not; transformers' decoders (hf) keep it, as measured for Gemma-3.
+    # programs). A vision tower's convolutions want it; a quantized decoder's -X does not.
     extended_ops: bool | None = None
 
 
@@ -134,9 +130,7 @@ def lower(program: Program, pte_path: Path, options: ExportOptions) -> ExportRes
         with _timed(timings, "export"):
             exported = _export_methods(program.methods)
         program.methods.clear()  # the exported programs hold what is still needed
-        # Left open, a quantized program is the cards' -X (measured faster to decode once the
-        # cache's transposes are fused); a float one needs the general partitioner.
-        extended = _pick(options.extended_ops, program.extended_ops, not delegated)
+        extended = _pick(options.extended_ops, program.extended_ops, True)
         # With every quantized linear delegated already, -X's partitioner would find nothing.
         partitioners = (
             [get_xnnpack_partitioner(dynamic_quant_only_partitioner=False)]
