@@ -3,8 +3,9 @@
 Exports one recipe with random weights twice (`--no-extended-ops`: the dynamic-quant partitioner
 alone, as the model cards' `-X`; `--extended-ops`: norms, rope and elementwise ops on XNNPACK
 too), then benchmarks both through ExecuTorch's stock runner (`mobq bench`, fresh process per
-configuration) at the same threads. Prints export seconds, prefill and decode tok/s, peak RSS and
-the decode bandwidth ceiling `mobq bench` reports, with the CPU.
+configuration) at the same threads, in `--rounds` alternating rounds. Prints export seconds,
+prefill and decode tok/s, peak RSS and the decode bandwidth ceiling `mobq bench` reports, with
+the CPU.
 
     python bench/extended_ops.py qwen3-0.6b --ctx 512 --json-out ext.json
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,6 +32,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--gen-tokens", default="64")
     parser.add_argument("--threads", default="2")
     parser.add_argument("--reps", default="3")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="benchmark rounds, alternating the two programs"
+    )
     parser.add_argument("--cache", type=Path, help="stage cache (shared by both exports)")
     parser.add_argument("--json-out", type=Path)
     return parser.parse_args(argv)
@@ -44,49 +49,27 @@ def _mobq(*argv: str, env: dict[str, str]) -> str:
     return done.stdout
 
 
-def measure(
-    args: argparse.Namespace, extended: bool, work: Path, env: dict[str, str]
-) -> dict[str, Any]:
+def export(args: argparse.Namespace, extended: bool, work: Path, env: dict[str, str]) -> dict:
     out = work / ("extended" if extended else "dq-only")
     flag = "--extended-ops" if extended else "--no-extended-ops"
-    manifest = json.loads(
-        _mobq(
-            "export",
-            args.model,
-            "--random-weights",
-            "--ctx",
-            str(args.ctx),
-            flag,
-            "--out",
-            str(out),
-            "--json",
-            env=env,
-        )
-    )
-    export = next(s for s in manifest["stages"] if s["name"] == "export")
-    results = json.loads(
-        _mobq(
-            "bench",
-            str(out),
-            "-p",
-            args.prompt_tokens,
-            "-n",
-            args.gen_tokens,
-            "-t",
-            args.threads,
-            "-r",
-            args.reps,
-            "--json",
-            env=env,
-        )
-    )
+    argv = ["export", args.model, "--random-weights", "--ctx", str(args.ctx), flag]
+    manifest = json.loads(_mobq(*argv, "--out", str(out), "--json", env=env))
+    stage = next(s for s in manifest["stages"] if s["name"] == "export")
     return {
         "extended_ops": extended,
-        "export_seconds": export["seconds"],
-        "lowering": export["detail"].get("lowering"),
+        "dir": out,
+        "export_seconds": stage["seconds"],
+        "cached": stage["cached"],
+        "lowering": stage["detail"].get("lowering"),
         "pte_mb": round((out / "model.pte").stat().st_size / 1e6, 1),
-        "bench": results,
+        "bench": [],
     }
+
+
+def bench(args: argparse.Namespace, row: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
+    argv = ["bench", str(row["dir"]), "-p", args.prompt_tokens, "-n", args.gen_tokens]
+    argv += ["-t", args.threads, "-r", args.reps, "--json"]
+    return json.loads(_mobq(*argv, env=env))
 
 
 def main(argv: list[str]) -> None:
@@ -95,15 +78,25 @@ def main(argv: list[str]) -> None:
     args = parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="mobq-ext-") as scratch:
         env = {**os.environ, "MOBQ_CACHE": str(args.cache or Path(scratch) / "cache")}
-        rows = [measure(args, extended, Path(scratch), env) for extended in (False, True)]
+        rows = [export(args, extended, Path(scratch), env) for extended in (False, True)]
+        # Interleaved rounds: a neighbour's burst on a shared host hits both programs alike.
+        for _ in range(args.rounds):
+            for row in rows:
+                row["bench"].append(bench(args, row, env))
     for row in rows:
+        row["dir"] = str(row["dir"])
         name = "extended ops" if row["extended_ops"] else "dq-only (-X)"
-        print(f"{name}: export {row['export_seconds']:.0f} s, .pte {row['pte_mb']} MB")
-        for result in row["bench"]:
-            figures = {k: result.get(k) for k in _FIELDS}
-            figures["decode_limit"] = result["ceiling"]["decode_tokens_per_sec_limit"]
-            print("   ", json.dumps(figures))
-    print(f"cpu: {rows[0]['bench'][0]['device']}")
+        took = "cached" if row["cached"] else f"{row['export_seconds']:.0f} s"
+        print(f"{name}: export {took}, .pte {row['pte_mb']} MB")
+        for number, results in enumerate(row["bench"], 1):
+            for result in results:
+                figures = {k: result.get(k) for k in _FIELDS}
+                figures["decode_limit"] = result["ceiling"]["decode_tokens_per_sec_limit"]
+                print(f"    round {number}:", json.dumps(figures))
+        for field in ("prefill_tokens_per_sec", "decode_tokens_per_sec"):
+            medians = [results[0][field] for results in row["bench"]]
+            print(f"    {field}: median of rounds {statistics.median(medians):.2f}")
+    print(f"cpu: {rows[0]['bench'][0][0]['device']}")
     if args.json_out:
         args.json_out.write_text(json.dumps(rows, indent=2))
 

@@ -8,9 +8,8 @@ stages, saved as the .pth `export_llama` reads) with the cards' flags:
     -kv --use_sdpa_with_kv_cache -X -d fp32 -qmode 8da4w -G 32 -E 8,0
     --max_seq_length CTX --max_context_length CTX   [--xnnpack-extended-ops with --extended]
 
-mobq runs its default program (for a quantized decoder the model cards' `-X` program, its
-KV-cache transposes fused), and with --mobq-extended also `--extended-ops`, the program
-stock's `--xnnpack-extended-ops` makes.
+mobq runs its default program (extended ops), and with --mobq-x also `--no-extended-ops`, the
+program stock's `-X` makes.
 
 Each command runs in its own process tree, measured from outside (wall time, peak PSS of the
 tree, sampled every 0.1 s). Run nothing else meanwhile; the CPU and load are printed.
@@ -42,7 +41,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--extended", action="store_true", help="also stock --xnnpack-extended-ops")
     parser.add_argument("--skip-mobq", action="store_true")
     parser.add_argument("--skip-stock", action="store_true", help="mobq only (re-runs)")
-    parser.add_argument("--mobq-extended", action="store_true", help="also mobq --extended-ops")
+    parser.add_argument(
+        "--mobq-x", action="store_true", help="also mobq --no-extended-ops (the -X program)"
+    )
     parser.add_argument("--json-out", type=Path)
     parser.add_argument(
         "--scratch", type=Path, help="parent of the scratch folder (disk: ~40 GB at 4B)"
@@ -150,12 +151,11 @@ def stock(args: argparse.Namespace, checkpoint: Path, params: Path, work: Path, 
 
 
 def mobq(args: argparse.Namespace, cache: Path, work: Path, extended: bool) -> dict[str, Any]:
-    """mobq's default program, or with `extended` the --extended-ops one."""
-    out = work / f"mobq{'-ext' if extended else ''}.json"
+    out = work / f"mobq{'' if extended else '-x'}.json"
     command = [sys.executable, str(HERE / "export_memory.py"), args.model, "--ctx", str(args.ctx)]
     command += ["--cache", str(cache), "--json-out", str(out)]
     command += ["--layers", str(args.layers)] if args.layers else []
-    command += ["--extended-ops"] if extended else []
+    command += [] if extended else ["--no-extended-ops"]
     subprocess.run(command, check=False)
     return json.loads(out.read_text()) if out.is_file() else {"exit_code": None}
 
@@ -176,11 +176,11 @@ def main(argv: list[str]) -> None:
         if args.extended and not args.skip_stock:
             rows["stock_extended_ops"] = stock(args, checkpoint, params, work, extended=True)
         if not args.skip_mobq:  # its random weights are the cached ones the stock run used
-            rows["mobq"] = mobq(args, cache, work, extended=False)
-            if args.mobq_extended:
-                rows["mobq_extended_ops"] = mobq(args, cache, work, extended=True)
+            rows["mobq"] = mobq(args, cache, work, extended=True)
+            if args.mobq_x:
+                rows["mobq_x"] = mobq(args, cache, work, extended=False)
     print(f"cpu {rows['host']['cpu']}, {args.model}, {args.layers or 'all'} layers, ctx {args.ctx}")
-    for name in ("stock", "stock_extended_ops", "mobq", "mobq_extended_ops"):
+    for name in ("stock", "stock_extended_ops", "mobq", "mobq_x"):
         if name in rows:
             r = rows[name]
             print(

@@ -154,7 +154,7 @@ _scheme_help = "Quantization scheme: 8da4w (default), 8da8w or fp32."
     "--extended-ops/--no-extended-ops",
     default=None,
     help="XNNPACK for the non-linear ops too (norms, rope, elementwise) [on]. Off gives the "
-    "model cards' -X program: faster to export, much slower to decode on the host runner.",
+    "model cards' -X program: faster to export, as fast to decode, slower to prefill.",
 )
 @click.option("--group-size", type=int, help="Int4 weight group size [32].")
 @click.option("--hqq/--no-hqq", default=None, help="HQQ scale-only qparams for the linears.")

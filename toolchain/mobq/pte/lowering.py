@@ -7,7 +7,8 @@ methods the runner reads. `lower` turns any of them into a .pte in one pass:
    (`linears.py`): this is where lowering used to spend O(layers^2);
 2. one `torch.export` per method, non-strict where the module allows (ExecuTorch's
    `LLMEdgeManager` exports twice, strict, re-tracing after a transpose pass meant for pt2e);
-3. one `to_edge_transform_and_lower` with XNNPACK's general partitioner (`extended_ops`, on
+3. one `to_edge_transform_and_lower`, after a pass that fuses transposes undoing each other
+   (the KV cache's, `layout_passes`), with XNNPACK's general partitioner (`extended_ops`, on
    unless turned off: the model cards' `-X` has none, and then nothing is left to partition);
    XNNPACK's passes run once per distinct partition graph, not once per layer's copy of it,
    and the graph is re-sorted only when a cut breaks its order (`partitions.py`); the
@@ -39,8 +40,9 @@ class ExportOptions:
     max_seq_len: int | None = None  # prefill chunk; defaults to ctx
     dtype: str = "fp32"
     # XNNPACK's general partitioner: norms, rope, elementwise ops and float linears on XNNPACK
-    # (None: on). Off gives the model cards' `-X` program: exported in less than half the
-    # time, but measured 16x slower to decode in the host runner (bench/extended_ops.py).
+    # (None: on). Off gives the model cards' `-X` program: exported in 0.7-0.84x the time,
+    # decoding as fast, prefilling 4-25 % slower in the host runner (bench/extended_ops.py;
+    # before the cache's transposes were fused, `-X` decoded 16x slower).
     extended_ops: bool | None = None
 
     @property
