@@ -116,7 +116,9 @@ def build_ggufs(args: argparse.Namespace, checkpoint: Path, key: str) -> dict[st
     work = args.work / key
     work.mkdir(parents=True, exist_ok=True)
     f16 = work / "model-f16.gguf"
-    if not f16.is_file():
+    quants = {quant: work / f"model-{quant}.gguf" for quant in QUANTS}
+    # The f16 GGUF (8 GB at 4B) is only the quants' input: it may be deleted once they exist.
+    if not f16.is_file() and not all(path.is_file() for path in quants.values()):
         staged = _converter_input(checkpoint, args.tokenizer, work)
         env = dict(os.environ)
         gguf_py = args.converter.parent / "gguf-py"  # the converter's own gguf package
@@ -133,13 +135,10 @@ def build_ggufs(args: argparse.Namespace, checkpoint: Path, key: str) -> dict[st
             ],
             env=env,
         )
-    out = {"F16": f16}
-    for quant in QUANTS:
-        path = work / f"model-{quant}.gguf"
+    for quant, path in quants.items():
         if not path.is_file():
             run([str(args.bin / "llama-quantize"), str(f16), str(path), quant, str(args.threads)])
-        out[quant] = path
-    return out
+    return quants
 
 
 def run(command: list[str], env: dict[str, str] | None = None) -> None:

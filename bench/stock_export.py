@@ -39,6 +39,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--layers", type=int, help="proxy: this many decoder layers")
     parser.add_argument("--ctx", type=int, default=1024)
     parser.add_argument("--extended", action="store_true", help="also stock --xnnpack-extended-ops")
+    parser.add_argument(
+        "--extended-only",
+        action="store_true",
+        help="stock --xnnpack-extended-ops instead of stock -X (a re-run of one side)",
+    )
     parser.add_argument("--skip-mobq", action="store_true")
     parser.add_argument("--skip-stock", action="store_true", help="mobq only (re-runs)")
     parser.add_argument(
@@ -172,9 +177,10 @@ def main(argv: list[str]) -> None:
             link_random_checkpoints(args.random_from, cache)
         if not args.skip_stock:
             checkpoint, params = stock_inputs(args, cache, work)
-            rows["stock"] = stock(args, checkpoint, params, work, extended=False)
-        if args.extended and not args.skip_stock:
-            rows["stock_extended_ops"] = stock(args, checkpoint, params, work, extended=True)
+            if not args.extended_only:
+                rows["stock"] = stock(args, checkpoint, params, work, extended=False)
+            if args.extended or args.extended_only:
+                rows["stock_extended_ops"] = stock(args, checkpoint, params, work, extended=True)
         if not args.skip_mobq:  # its random weights are the cached ones the stock run used
             rows["mobq"] = mobq(args, cache, work, extended=True)
             if args.mobq_x:
