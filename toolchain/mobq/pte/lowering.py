@@ -259,7 +259,7 @@ def layout_passes() -> list[Any]:
     ExecuTorch's CustomKVCache returns its [B, S, H, D] cache transposed to [B, H, S, D], and
     SDPACustom transposes it straight back for custom_sdpa. Eager code gets views; the edge
     graph gets two `permute_copy`s of the whole cache per K and V per layer. At Qwen3-4B ctx
-    1024 that is 1.2 GB copied per decoded token, 43 of 139 ms (bench/decode_profile.py).
+    1024 that is ~1.2 GB copied per decoded token, 41.8 of 140.6 ms (bench/decode_profile.py).
     Fusing the pair leaves the cache itself as custom_sdpa's input: values are unchanged.
     """
     from executorch.backends.transforms.fuse_cascaded_transpose_or_permute_ops import (
