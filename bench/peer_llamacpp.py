@@ -290,6 +290,8 @@ def main(argv: list[str]) -> None:
     for quant in QUANTS:
         rows[f"llama.cpp {quant}"] = measure_llama(args, ggufs[quant])
     info = hostinfo.host()
+    import torch  # already loaded by mobq; its runtime dispatch reads CPUID as XNNPACK does
+
     result = {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "model": manifest["model"]["name"],
@@ -299,6 +301,10 @@ def main(argv: list[str]) -> None:
         "checkpoint": str(checkpoint),
         "cpu": info["cpu"],
         "simd": info["simd"],
+        # /proc/cpuinfo's flags above; what runtime dispatch saw (bench/avx2_only.py masks it)
+        "runtime_dispatch_isa": torch.backends.cpu.get_cpu_capability(),
+        "cpuid_mask": os.environ.get("MOBQ_VISIBLE_ISA"),
+        "llama_bench": str(args.bin / "llama-bench"),
         "cores": info["cores"],
         "threads": args.threads,
         "prompt_tokens": args.prompt_tokens,
@@ -314,6 +320,7 @@ def main(argv: list[str]) -> None:
     }
     print(
         f"\n{result['model']} ({result['scheme']}, ctx {result['ctx']}) on {info['cpu']}, {args.threads} threads, "
+        f"mobq's kernels for {result['runtime_dispatch_isa']}, llama-bench {args.bin}, "
         f"pp{args.prompt_tokens} / tg{args.gen_tokens} at depth {args.prompt_tokens}; "
         f"load average {result['load_average_before'][0]} -> {result['load_average_after'][0]}; "
         f"llama.cpp OMP wait policy: {args.omp_wait_policy}"

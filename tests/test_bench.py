@@ -99,10 +99,40 @@ def test_ceiling_is_bandwidth_over_bytes_per_token(
     )
 
 
+def test_ceiling_at_run_uses_the_bandwidth_around_the_worker(bench_json: list[dict]) -> None:
+    """Neighbours on a shared host take bandwidth for minutes: each configuration also gets
+    the ceiling with the bandwidth measured just before and after its worker, the lower."""
+    for item in bench_json:
+        at_run = item["notes"]["ceiling_at_run"]
+        before, after = at_run["memory_bandwidth_gb_s"]
+        assert before > 0 and after > 0
+        limit = min(before, after) * 1e9 / item["ceiling"]["bytes_per_token"]
+        assert at_run["decode_tokens_per_sec_limit"] == pytest.approx(limit, rel=1e-3)
+        assert at_run["fraction_of_limit"] == pytest.approx(
+            item["decode_tokens_per_sec"] / limit, abs=1e-3
+        )
+
+
 def test_bandwidth_is_measured_once_and_cached(session_cache: Path) -> None:
     first = bench.memory_bandwidth_gb_s(1)
     assert first[0] > 0
     assert list((session_cache / "hostinfo").glob("bandwidth-*.json"))
+
+
+def test_a_higher_bandwidth_replaces_the_cached_one_a_lower_does_not(
+    session_cache: Path,
+) -> None:
+    """The cached figure is the machine's best: a first measurement under load must not
+    understate the ceiling for good, and a loaded run must not lower it."""
+    threads = 7  # a thread count no other test caches
+    path = bench._bandwidth_path(threads)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"gb_s": 11.7, "method": "loaded", "cpu": "x"}))
+    bench.remember_bandwidth(threads, 9.0)
+    assert bench.memory_bandwidth_gb_s(threads)[0] == 11.7
+    bench.remember_bandwidth(threads, 32.5)
+    gb_s, method = bench.memory_bandwidth_gb_s(threads)
+    assert gb_s == 32.5 and "best seen" in method
 
 
 def test_in_process_csv(export_tied_8da4w) -> None:

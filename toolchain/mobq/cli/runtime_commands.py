@@ -388,6 +388,15 @@ def _bench_table(results: list[Any]) -> None:
             f"{c.bytes_per_token / 1e6:.1f} MB read per token (weights + KV cache) = "
             f"{c.decode_tokens_per_sec_limit:.1f} tok/s; reached {c.fraction_of_limit:.0%}"
         )
+    for r in results:
+        at_run = r.notes.get("ceiling_at_run")
+        if at_run:
+            before, after = at_run["memory_bandwidth_gb_s"]
+            out.print(
+                f"at the run (-p {r.prompt_tokens}, {r.threads} threads): {before:.1f} GB/s before, "
+                f"{after:.1f} after = {at_run['decode_tokens_per_sec_limit']:.1f} tok/s; "
+                f"reached {at_run['fraction_of_limit']:.0%}"
+            )
 
 
 @cli.command(name="eval")
