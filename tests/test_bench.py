@@ -67,6 +67,7 @@ def test_bench_json_follows_the_shared_schema(bench_json: list[dict]) -> None:
         assert notes["above_imports_mb"] == pytest.approx(above, abs=0.1)
         pte_mib = result.model_size_mb * 1e6 / 2**20
         assert notes["above_imports_per_pte"] == pytest.approx(above / pte_mib, rel=0.02)
+        assert notes["dispatch_isa"]  # which kernels ran: AVX2 and AVX-512 figures differ 3x
         if sys.platform == "linux":  # the runner's mlock failed, as it does in an app
             assert notes["mlock"].startswith("denied") and notes["locked_mb"] == 0
 

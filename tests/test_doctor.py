@@ -69,3 +69,13 @@ def test_cli_json_and_exit_codes(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     result = CliRunner().invoke(cli, ["--quiet", "doctor", "--no-hub"])
     assert result.exit_code == 1 and "reinstall" in result.output
+
+
+def test_cpu_check_says_what_an_avx2_only_host_costs(monkeypatch: pytest.MonkeyPatch) -> None:
+    avx2 = {"cpu": "AMD EPYC 7B13", "arch": "x86_64", "cores": 2, "simd": ["avx2"]}
+    monkeypatch.setattr(doctor.hostinfo, "host", lambda: avx2)
+    check = doctor.check_cpu()
+    assert check.status == "ok" and "AVX-512 VNNI" in check.fix and "prefill" in check.fix
+    vnni = {**avx2, "simd": ["avx2", "avx512f", "avx512_vnni"]}
+    monkeypatch.setattr(doctor.hostinfo, "host", lambda: vnni)
+    assert doctor.check_cpu().fix == ""

@@ -192,7 +192,17 @@ def measure(export_dir: Path, config: BenchConfig) -> dict[str, Any]:
         "baseline_rss_mb": baseline_rss,
         "imports_rss_mb": imports_rss,
         "image_encode_ms": image_ms,
+        "dispatch_isa": dispatch_isa(),
     }
+
+
+def dispatch_isa() -> str:
+    """The instruction set runtime dispatch chose in this process (ATen's reading of CPUID,
+    which XNNPACK's own matches): AVX2-only CPUs prefill ~3x slower with XNNPACK's int4 kernels
+    than AVX-512 VNNI ones (docs/performance.md), so a figure is only comparable with this."""
+    import torch
+
+    return str(torch.backends.cpu.get_cpu_capability())
 
 
 def image_encode_ms(pte: Path, manifest: Manifest, warmup: int, reps: int) -> list[float]:
@@ -477,6 +487,8 @@ def to_result(
     }
     if "imports_rss_mb" in measured:
         notes.update(memory_above_imports(measured, manifest.file("program").bytes))
+    if measured.get("dispatch_isa"):
+        notes["dispatch_isa"] = measured["dispatch_isa"]
     if measured.get("locked_mb") is not None:
         notes["locked_mb"] = measured["locked_mb"]
     if "mlock" in measured:

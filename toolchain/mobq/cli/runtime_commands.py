@@ -335,7 +335,8 @@ def _bench_table(results: list[Any]) -> None:
     first = results[0]
     table = Table(
         title=f"mobq bench {first.model} ({first.scheme}, ctx {first.ctx}, {first.model_size_mb:.1f} MB)"
-        f" on {first.device}",
+        f" on {first.device}"
+        + (f", {first.notes['dispatch_isa']} kernels" if first.notes.get("dispatch_isa") else ""),
         caption="median of repetitions, \\[min-max]; ExecuTorch TextLLMRunner",
     )
     for column in (
