@@ -19,6 +19,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -47,6 +48,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--gen-tokens", "-n", type=int, default=64)
     parser.add_argument("--reps", "-r", type=int, default=3)
     parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="measure every engine N times, alternating which goes first: on a shared host the "
+        "bandwidth moves by tens of percent within minutes, so a ratio needs several rounds",
+    )
+    parser.add_argument(
         "--bin", type=Path, default=PEER / "llama-build" / "bin", help="llama-bench, llama-quantize"
     )
     parser.add_argument(
@@ -71,7 +79,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="llama.cpp's OpenMP threads spin while waiting (default); on a machine other jobs "
         "share, spinning threads steal the cores their peers need: passive makes them sleep",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.rounds < 1 or args.reps < 1 or args.threads < 1:
+        parser.error("--rounds, --reps and --threads must be positive")
+    return args
 
 
 # ---------------------------------------------------------------- GGUF files from the same checkpoint
@@ -255,17 +266,60 @@ def report(rows: dict[str, dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+MOBQ = "mobq 8da4w .pte"
+BEST = "llama.cpp's best"  # the issue's targets compare with the faster quant, per metric
+
+
 def ratios(rows: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
-    mobq = rows.get("mobq 8da4w .pte")
-    if mobq is None:
+    mobq = rows.get(MOBQ)
+    peers = {name: row for name, row in rows.items() if name != MOBQ}
+    if mobq is None or not peers:
         return {}
-    return {
+    found = {
         name: {
             "prefill": round(mobq["prefill_tokens_per_sec"] / row["prefill_tokens_per_sec"], 3),
             "decode": round(mobq["decode_tokens_per_sec"] / row["decode_tokens_per_sec"], 3),
         }
-        for name, row in rows.items()
-        if row is not mobq
+        for name, row in peers.items()
+    }
+    found[BEST] = {
+        metric: round(
+            mobq[f"{metric}_tokens_per_sec"]
+            / max(row[f"{metric}_tokens_per_sec"] for row in peers.values()),
+            3,
+        )
+        for metric in ("prefill", "decode")
+    }
+    return found
+
+
+def measure_round(args: argparse.Namespace, ggufs: dict[str, Path], index: int) -> dict:
+    """Every engine once; every second round starts with llama.cpp, so drift favours no one."""
+    order = ["mobq", *QUANTS]
+    if index % 2:
+        order = order[1:] + order[:1]
+    rows: dict[str, dict[str, Any]] = {}
+    for engine in order:
+        if engine == "mobq" and not args.skip_mobq:
+            rows[MOBQ] = measure_mobq(args)
+        elif engine != "mobq":
+            rows[f"llama.cpp {engine}"] = measure_llama(args, ggufs[engine])
+    return {MOBQ: rows[MOBQ], **rows} if MOBQ in rows else rows
+
+
+def summarize(rounds: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, dict[str, float]]]:
+    """min / median / max of each ratio over the rounds."""
+    per_round = [ratios(rows) for rows in rounds]
+    return {
+        name: {
+            metric: {
+                "min": min(r[name][metric] for r in per_round),
+                "median": round(statistics.median(r[name][metric] for r in per_round), 3),
+                "max": max(r[name][metric] for r in per_round),
+            }
+            for metric in ("prefill", "decode")
+        }
+        for name in per_round[0]
     }
 
 
@@ -284,11 +338,8 @@ def main(argv: list[str]) -> None:
     load_before = os.getloadavg()
     started = time.time()
     ggufs = build_ggufs(args, checkpoint, checkpoint.name)
-    rows: dict[str, dict[str, Any]] = {}
-    if not args.skip_mobq:
-        rows["mobq 8da4w .pte"] = measure_mobq(args)
-    for quant in QUANTS:
-        rows[f"llama.cpp {quant}"] = measure_llama(args, ggufs[quant])
+    rounds = [measure_round(args, ggufs, index) for index in range(args.rounds)]
+    rows = rounds[0]
     info = hostinfo.host()
     import torch  # already loaded by mobq; its runtime dispatch reads CPUID as XNNPACK does
 
@@ -310,6 +361,7 @@ def main(argv: list[str]) -> None:
         "prompt_tokens": args.prompt_tokens,
         "gen_tokens": args.gen_tokens,
         "reps": args.reps,
+        "rounds": args.rounds,
         "llama_cpp_omp_wait_policy": args.omp_wait_policy,
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
@@ -318,6 +370,9 @@ def main(argv: list[str]) -> None:
         "engines": rows,
         "mobq_over_llamacpp": ratios(rows),
     }
+    if args.rounds > 1:
+        result["round_engines"] = rounds
+        result["mobq_over_llamacpp_rounds"] = summarize(rounds)
     print(
         f"\n{result['model']} ({result['scheme']}, ctx {result['ctx']}) on {info['cpu']}, {args.threads} threads, "
         f"mobq's kernels for {result['runtime_dispatch_isa']}, llama-bench {args.bin}, "
@@ -325,9 +380,20 @@ def main(argv: list[str]) -> None:
         f"load average {result['load_average_before'][0]} -> {result['load_average_after'][0]}; "
         f"llama.cpp OMP wait policy: {args.omp_wait_policy}"
     )
-    print(report(rows))
-    for name, ratio in result["mobq_over_llamacpp"].items():
-        print(f"mobq / {name}: prefill x{ratio['prefill']:.2f}, decode x{ratio['decode']:.2f}")
+    for index, round_rows in enumerate(rounds):
+        if args.rounds > 1:
+            print(f"round {index + 1}:")
+        print(report(round_rows))
+        for name, ratio in ratios(round_rows).items():
+            print(f"mobq / {name}: prefill x{ratio['prefill']:.2f}, decode x{ratio['decode']:.2f}")
+    for name, spread in result.get("mobq_over_llamacpp_rounds", {}).items():
+        print(
+            f"over {args.rounds} rounds, mobq / {name}: "
+            + ", ".join(
+                f"{metric} x{v['median']:.2f} [{v['min']:.2f}-{v['max']:.2f}]"
+                for metric, v in spread.items()
+            )
+        )
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
         args.json_out.write_text(json.dumps(result, indent=2) + "\n")
