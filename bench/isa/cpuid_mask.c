@@ -1,6 +1,6 @@
-/* Hide AVX-512 (and AVX-VNNI) from every CPUID a process executes, so that runtime-dispatching
- * libraries (XNNPACK via cpuinfo, ATen, oneDNN) choose the kernels an AVX2-only CPU such as
- * AMD Zen 3 would run. Used by bench/avx2_only.py through LD_PRELOAD; bench code, not mobq.
+/* Hide AVX-512 (and AVX-VNNI, AMX) from every CPUID a process executes, so that
+ * runtime-dispatching libraries (XNNPACK via cpuinfo, ATen, oneDNN) choose the kernels an
+ * AVX2-only CPU such as AMD Zen 3 would run. Used by bench/avx2_only.py through LD_PRELOAD; bench code, not mobq.
  *
  * How: Linux's ARCH_SET_CPUID(0) makes the CPUID instruction fault (CPUID faulting, the
  * "cpuid_fault" flag in /proc/cpuinfo; KVM offers it to every guest). The SIGSEGV handler
@@ -39,11 +39,12 @@ static void masked_cpuid(uint32_t leaf, uint32_t subleaf, uint32_t out[4]) {
                 (1u << 30) | (1u << 31));
     /* ECX: avx512 vbmi, vbmi2, gfni (not on Zen 3), vnni, bitalg, vpopcntdq */
     out[2] &= ~((1u << 1) | (1u << 6) | (1u << 8) | (1u << 11) | (1u << 12) | (1u << 14));
-    /* EDX: avx512 4vnniw, 4fmaps, vp2intersect, fp16 */
-    out[3] &= ~((1u << 2) | (1u << 3) | (1u << 8) | (1u << 23));
+    /* EDX: avx512 4vnniw, 4fmaps, vp2intersect, fp16; AMX bf16, tile, int8 (Intel) */
+    out[3] &= ~((1u << 2) | (1u << 3) | (1u << 8) | (1u << 23) | (1u << 22) | (1u << 24) |
+                (1u << 25));
   } else if (leaf == 7 && subleaf == 1) {
-    /* EAX: avx-vnni, avx512 bf16, avx-ifma */
-    out[0] &= ~((1u << 4) | (1u << 5) | (1u << 23));
+    /* EAX: avx-vnni, avx512 bf16, amx-fp16, avx-ifma */
+    out[0] &= ~((1u << 4) | (1u << 5) | (1u << 21) | (1u << 23));
   }
 }
 
