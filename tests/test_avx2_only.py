@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
 import sys
@@ -10,17 +9,9 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "avx2_only.py"
+import benchscripts
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("avx2_only", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-avx2_only = _load()
+avx2_only = benchscripts.load("avx2_only")
 flags = avx2_only.cpu_flags() if sys.platform == "linux" else set()
 needs_mask = pytest.mark.skipif(
     not {"avx512f", "cpuid_fault"} <= flags or shutil.which("cc") is None,

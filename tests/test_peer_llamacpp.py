@@ -3,22 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "peer_llamacpp.py"
+import benchscripts
 
-
-def _load():
-    spec = importlib.util.spec_from_file_location("peer_llamacpp", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-peer = _load()
+peer = benchscripts.load("peer_llamacpp")
 
 
 def row(prefill: float, decode: float) -> dict[str, float]:
