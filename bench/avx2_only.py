@@ -95,6 +95,8 @@ def main(argv: list[str]) -> int:
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not args.check and not command:
         parser.error("give a command after --, or --check")
+    if command and shutil.which(command[0]) is None:
+        raise SystemExit(f"avx2_only: no such command: {command[0]}")
     env = prepare()
     if args.check:
         print(f"native: {capability_seen()}  masked: {capability_seen(env)}")

@@ -34,10 +34,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=3.0, help="timed per measurement")
     parser.add_argument("--json-out", type=Path)
     args = parser.parse_args(argv)
-    args.group_sizes = [int(g) for g in args.group_sizes.split(",")]
-    args.threads = [int(t) for t in args.threads.split(",")]
-    if args.width % max(args.group_sizes) or min(args.threads) < 1:
-        parser.error("--width must be a multiple of every group size; threads >= 1")
+    try:
+        args.group_sizes = [int(g) for g in args.group_sizes.split(",")]
+        args.threads = [int(t) for t in args.threads.split(",")]
+    except ValueError:
+        parser.error("--group-sizes and --threads take comma-separated whole numbers")
+    if min(args.group_sizes) < 1 or min(args.threads) < 1:
+        parser.error("group sizes and thread counts must be positive")
+    if any(args.width % group for group in args.group_sizes):
+        parser.error(f"--width {args.width} must be a multiple of every group size")
     return args
 
 

@@ -89,9 +89,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 
 def source_checkpoint(export_dir: Path) -> tuple[Path, dict[str, Any]]:
+    from mobq.errors import InputError
     from mobq.manifest import load_manifest
 
-    manifest = load_manifest(export_dir)
+    try:
+        manifest = load_manifest(export_dir)
+    except InputError as error:
+        sys.exit(str(error))
     path = Path(manifest.model.source["path"])
     if not (path / "config.json").is_file():
         sys.exit(f"the export's source checkpoint is not on this machine: {path}")

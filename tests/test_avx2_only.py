@@ -39,3 +39,8 @@ def test_refuses_a_cpu_without_avx512(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(avx2_only, "cpu_flags", lambda: {"avx2", "cpuid_fault"})
     with pytest.raises(SystemExit, match="no AVX-512 to hide"):
         avx2_only.prepare()
+
+
+def test_a_missing_command_is_one_line_before_anything_runs() -> None:
+    with pytest.raises(SystemExit, match="no such command: /no/such/tool"):
+        avx2_only.main(["--", "/no/such/tool"])
