@@ -131,9 +131,9 @@ def main(argv: list[str]) -> None:
     pte = manifest.checked_path(args.export_dir, "program")
     vocab = int(manifest.model.params["vocab_size"])
     host = hostinfo.host()
-    import torch
+    from mobq.benchmark import dispatch_isa
 
-    isa = torch.backends.cpu.get_cpu_capability()  # what runtime dispatch sees (avx2_only.py)
+    isa = dispatch_isa()  # what runtime dispatch sees (bench/avx2_only.py can mask it)
     print(
         f"{pte} on {host['cpu']} ({host['cores']} cores, kernels for {isa}), {args.threads} threads"
     )

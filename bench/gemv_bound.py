@@ -6,7 +6,7 @@ the last-level cache and far beyond it, and streams M = 1 rows through each. If 
 reads weights from cache no faster than from memory, decode is bound by the kernel's arithmetic
 (unpacking int4, per-group scales), not by bandwidth, and a bandwidth ceiling cannot be reached.
 Prints weight GB/s for each group size, chain and thread count, with the CPU and the read
-bandwidth (torch sum) measured in the same run.
+bandwidth (mobq bench's probe) measured in the same run.
 
     python bench/gemv_bound.py --width 2560 --group-sizes 32,128 --threads 1,2
 """
@@ -92,21 +92,14 @@ def time_chain(pte: Path, width: int, threads: int, seconds: float) -> float:
     return best
 
 
-def read_bandwidth(threads: int) -> float:
-    from mobq.benchmark import bandwidth_now
-
-    return bandwidth_now(threads)
-
-
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
-    import torch
-
     from mobq import hostinfo
+    from mobq.benchmark import bandwidth_now, dispatch_isa
     from mobq.runtime import quiet_native_logs
 
     host = hostinfo.host()
-    isa = torch.backends.cpu.get_cpu_capability()
+    isa = dispatch_isa()
     print(f"{host['cpu']}, {host['cores']} cores, kernels for {isa}; width {args.width}")
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -131,14 +124,14 @@ def main(argv: list[str]) -> None:
                             "threads": threads,
                             "us_per_layer": round(seconds / layers * 1e6, 2),
                             "weight_gb_s": round(layers * per_layer / seconds / 1e9, 2),
-                            "read_bandwidth_gb_s": read_bandwidth(threads),
+                            "read_bandwidth_gb_s": bandwidth_now(threads),
                         }
                     )
                     print(
                         f"g{group:<4d} {label:12s} {rows[-1]['weight_mb']:7.1f} MB  "
                         f"{threads} threads: {rows[-1]['us_per_layer']:8.1f} us/layer, "
                         f"{rows[-1]['weight_gb_s']:6.1f} GB/s of weights "
-                        f"(torch sum reads {rows[-1]['read_bandwidth_gb_s']:.1f} GB/s now)"
+                        f"(memory reads {rows[-1]['read_bandwidth_gb_s']:.1f} GB/s now)"
                     )
                 pte.unlink()
     if args.json_out:

@@ -345,7 +345,7 @@ def main(argv: list[str]) -> None:
     rounds = [measure_round(args, ggufs, index) for index in range(args.rounds)]
     rows = rounds[0]
     info = hostinfo.host()
-    import torch  # already loaded by mobq; its runtime dispatch reads CPUID as XNNPACK does
+    from mobq.benchmark import dispatch_isa
 
     result = {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -357,7 +357,7 @@ def main(argv: list[str]) -> None:
         "cpu": info["cpu"],
         "simd": info["simd"],
         # /proc/cpuinfo's flags above; what runtime dispatch saw (bench/avx2_only.py masks it)
-        "runtime_dispatch_isa": torch.backends.cpu.get_cpu_capability(),
+        "runtime_dispatch_isa": dispatch_isa(),
         "cpuid_mask": os.environ.get("MOBQ_VISIBLE_ISA"),
         "llama_bench": str(args.bin / "llama-bench"),
         "cores": info["cores"],

@@ -369,7 +369,7 @@ def remember_bandwidth(threads: int, gb_s: float) -> None:
             _bandwidth_path(threads),
             {
                 "gb_s": gb_s,
-                "method": f"torch sum over fp32 far beyond the caches, {threads} threads, "
+                "method": f"torch sum and dot far beyond the caches, {threads} threads: "
                 "the best seen by mobq bench on this machine",
                 "cpu": hostinfo.host()["cpu"],
             },
