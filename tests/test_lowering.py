@@ -9,13 +9,14 @@ lowered that way computes bit-identical logits to one lowered whole-graph.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
 
 from mobq import convert, quantize, runtime, untie
-from mobq.pte import export_program, linears, lowering
+from mobq.pte import delegable, export_program, linears, lowering
 from mobq.pte.llama import load_eager_model
 from mobq.pte.lowering import ExportOptions
 from mobq.schemes import SCHEMES
@@ -105,8 +106,9 @@ def test_partition_shims_keep_xnnpack_bytes_and_logits(
     """Extended ops: one pass-manager run per distinct partition graph, no EDGE_DO_NOT_DECOMP
     round trip when nothing needs it, the partitioner's cycle check by bitmasks
     (mobq.pte.grouping), the graph re-sorted only when needed (mobq.pte.partitions). The first
-    three must not change a byte of the program; with all four and the layout passes, the
-    logits must equal stock lowering's bit for bit."""
+    three must not change a byte of the program; with all four, the layout passes and the
+    delegable rewrites (mobq.pte.delegable), the logits must equal stock lowering's bit for
+    bit."""
     import contextlib
 
     from mobq.pte import grouping, partitions
@@ -118,9 +120,12 @@ def test_partition_shims_keep_xnnpack_bytes_and_logits(
     params = json.loads((converted_8da4w / "params.json").read_text())
     assert stats["reused"] >= params["n_layers"] - 1  # later layers' partitions reuse the first's
 
-    # The stock side has no layout pass either: the shimmed program's logits prove that fusing
-    # the cache's transposes changes no value (test_layout_passes_* proves it fuses them).
+    # The stock side has no layout pass or rewrite either: the shimmed program's logits prove
+    # that fusing the cache's transposes and delegating norms and rope change no value here
+    # (test_layout_passes_* and test_delegable_* prove that they happen).
     monkeypatch.setattr(lowering, "layout_passes", list)
+    monkeypatch.setattr(lowering, "delegable_passes", list)
+    monkeypatch.setattr(delegable, "without_view_only_partitions", lambda partitioner: partitioner)
     monkeypatch.setattr(partitions, "sorted_only_when_needed", contextlib.nullcontext)
     reused_only = export_program("llama", converted_8da4w, tmp_path / "reuse.pte", options, methods)
     monkeypatch.setattr(partitions, "reused_transforms", lambda stats: contextlib.nullcontext())
@@ -204,3 +209,43 @@ def test_layout_passes_hand_custom_sdpa_the_cache_itself(converted_8da4w: Path) 
     assert all("permute_copy" in key and "permute_copy" in value for key, value in before)
     after = _sdpa_inputs(edge.transform(lowering.layout_passes()))
     assert after == [("<built-in function getitem>",) * 2] * params["n_layers"]
+
+
+def _kernels(pte: Path) -> Counter[str]:
+    """How often `forward` calls each portable kernel, and its delegates ("DELEGATE")."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    plan = deserialize_pte_binary(pte.read_bytes()).program.execution_plan[0]
+    calls: Counter[str] = Counter()
+    for chain in plan.chains:
+        for instruction in chain.instructions:
+            kind = type(instruction.instr_args).__name__
+            if kind == "KernelCall":
+                calls[plan.operators[instruction.instr_args.op_index].name] += 1
+            elif kind == "DelegateCall":
+                calls["DELEGATE"] += 1
+    return calls
+
+
+def test_delegable_rewrites_leave_norms_and_rope_to_xnnpack(
+    converted_8da4w: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Norm means, rope's cos/sin unsqueezes and a copy per q and k used to run as portable
+    kernels between delegates, and the attention output's reshape as a delegate of its own."""
+    options = ExportOptions(ctx=CTX, extended_ops=True)
+    methods = {"get_bos_id": 0, "get_eos_ids": [1]}
+    layers = json.loads((converted_8da4w / "params.json").read_text())["n_layers"]
+    ours = _kernels(
+        export_program("llama", converted_8da4w, tmp_path / "a.pte", options, methods).pte
+    )
+    monkeypatch.setattr(lowering, "delegable_passes", list)
+    monkeypatch.setattr(delegable, "without_view_only_partitions", lambda partitioner: partitioner)
+    stock = _kernels(
+        export_program("llama", converted_8da4w, tmp_path / "b.pte", options, methods).pte
+    )
+
+    portable = ("aten::mean", "aten::unsqueeze_copy", "aten::alias_copy")
+    assert all(stock[name] >= layers for name in portable)
+    assert not any(ours[name] for name in portable)
+    # Per layer: the norms and the lone reshape no longer cut XNNPACK's partitions.
+    assert stock["DELEGATE"] - ours["DELEGATE"] >= 2 * layers

@@ -27,7 +27,7 @@ from mobq.untie import exported_config, needs_text_decoder
 
 PIPELINE_VERSION = "3"  # 3: one lowering (mobq.pte), like-with-like gate; 2: runner tokenizer
 # The export stage alone: bumping it keeps the untie/quantize/convert caches.
-PROGRAM_VERSION = "2"  # 2: the KV cache's transposes fused away (lowering.layout_passes)
+PROGRAM_VERSION = "3"  # 3: norms delegated (pte.delegable); 2: the KV cache transposes fused
 # The one set of defaults: what a recipe that sets nothing gets, and a model without a recipe.
 DEFAULTS = RecipeDefaults()
 

@@ -123,6 +123,9 @@ def lower(program: Program, pte_path: Path, options: ExportOptions) -> ExportRes
     use_packaged_flatc()
     with quiet_native_logs():  # pytorch_tokenizers prints on import
         from executorch.extension.llm.export.partitioner_lib import get_xnnpack_partitioner
+
+    from mobq.pte import delegable
+
     _quiet_executorch_logging()
     timings: dict[str, float] = {}
     partition_stats: dict[str, int] = {}  # XNNPACK pass-manager runs: reused / transformed
@@ -135,15 +138,20 @@ def lower(program: Program, pte_path: Path, options: ExportOptions) -> ExportRes
         extended = _pick(options.extended_ops, program.extended_ops, True)
         # With every quantized linear delegated already, -X's partitioner would find nothing.
         partitioners = (
-            [get_xnnpack_partitioner(dynamic_quant_only_partitioner=False)]
+            [
+                delegable.without_view_only_partitions(
+                    get_xnnpack_partitioner(dynamic_quant_only_partitioner=False)
+                )
+            ]
             if extended
             else []
             if delegated
             else [get_xnnpack_partitioner(dynamic_quant_only_partitioner=True)]
         )
         with _timed(timings, "to_edge_and_lower"):
+            passes = layout_passes() + (delegable_passes() if extended else [])
             edge = _to_edge_and_lower(
-                exported, partitioners, program.constant_methods, partition_stats
+                exported, partitioners, passes, program.constant_methods, partition_stats
             )
         del exported
         with _timed(timings, "serialize"):
@@ -223,6 +231,7 @@ def _export_methods(methods: dict[str, Method]) -> dict[str, Any]:
 def _to_edge_and_lower(
     exported: dict[str, Any],
     partitioners: list[Any],
+    transform_passes: list[Any],
     constant_methods: dict[str, Any],
     stats: dict[str, int],
 ) -> Any:
@@ -243,7 +252,7 @@ def _to_edge_and_lower(
     ):
         edge = to_edge_transform_and_lower(
             exported,
-            transform_passes=layout_passes(),
+            transform_passes=transform_passes,
             partitioner=partitioners,
             compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True),
             constant_methods=constant_methods,
@@ -267,6 +276,14 @@ def layout_passes() -> list[Any]:
     )
 
     return [FuseCascadedTransposeOrPermuteOps()]
+
+
+def delegable_passes() -> list[Any]:
+    """Rewrites that let XNNPACK's general partitioner take the norms' means and rope's
+    unsqueezes (mobq.pte.delegable): fewer portable ops and delegate calls per token."""
+    from mobq.pte import delegable
+
+    return [delegable.delegable_ops]
 
 
 def _watched_size(programs: dict[str, Any]) -> int:
