@@ -8,8 +8,10 @@ methods the runner reads. `lower` turns any of them into a .pte in one pass:
 2. one `torch.export` per method, non-strict where the module allows (ExecuTorch's
    `LLMEdgeManager` exports twice, strict, re-tracing after a transpose pass meant for pt2e);
 3. one `to_edge_transform_and_lower`, after a pass that fuses transposes undoing each other
-   (the KV cache's, `layout_passes`), with XNNPACK's general partitioner (`extended_ops`, on
-   unless turned off: the model cards' `-X` has none, and then nothing is left to partition);
+   (the KV cache's, `layout_passes`) and, with extended ops, rewrites that let XNNPACK take
+   the norms' means (`delegable_passes`, mobq.pte.delegable), with XNNPACK's general
+   partitioner (`extended_ops`, on unless turned off: the model cards' `-X` has none, and then
+   nothing is left to partition) minus partitions that are only reshapes;
    XNNPACK's passes run once per distinct partition graph, not once per layer's copy of it,
    and the graph is re-sorted only when a cut breaks its order (`partitions.py`); the
    partitioner's cycle check is bitmasks, not O(nodes²) sets (`grouping.py`);
