@@ -121,7 +121,7 @@ def test_partition_shims_keep_xnnpack_bytes_and_logits(
     assert stats["reused"] >= params["n_layers"] - 1  # later layers' partitions reuse the first's
 
     # The stock side has no layout pass or rewrite either: the shimmed program's logits prove
-    # that fusing the cache's transposes and delegating norms and rope change no value here
+    # that fusing the cache's transposes and delegating the norms change no value here
     # (test_layout_passes_* and test_delegable_* prove that they happen).
     monkeypatch.setattr(lowering, "layout_passes", list)
     monkeypatch.setattr(lowering, "delegable_passes", list)
@@ -227,7 +227,7 @@ def _kernels(pte: Path) -> Counter[str]:
     return calls
 
 
-def test_delegable_rewrites_leave_norms_and_rope_to_xnnpack(
+def test_delegable_rewrites_leave_norms_and_rope_tables_to_xnnpack(
     converted_8da4w: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Norm means, rope's cos/sin unsqueezes and a copy per q and k used to run as portable

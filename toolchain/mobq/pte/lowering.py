@@ -32,6 +32,7 @@ import torch
 
 from mobq import fsutil, progress
 from mobq.errors import StageError
+from mobq.pte import delegable
 
 
 @dataclass(frozen=True)
@@ -125,9 +126,6 @@ def lower(program: Program, pte_path: Path, options: ExportOptions) -> ExportRes
     use_packaged_flatc()
     with quiet_native_logs():  # pytorch_tokenizers prints on import
         from executorch.extension.llm.export.partitioner_lib import get_xnnpack_partitioner
-
-    from mobq.pte import delegable
-
     _quiet_executorch_logging()
     timings: dict[str, float] = {}
     partition_stats: dict[str, int] = {}  # XNNPACK pass-manager runs: reused / transformed
@@ -283,8 +281,6 @@ def layout_passes() -> list[Any]:
 def delegable_passes() -> list[Any]:
     """Rewrites that let XNNPACK's general partitioner take the norms' means and rope's
     unsqueezes (mobq.pte.delegable): fewer portable ops and delegate calls per token."""
-    from mobq.pte import delegable
-
     return [delegable.delegable_ops]
 
 
