@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from conftest import export
-from mobq import fsutil, runtime
+from mobq import fsutil, plan, runtime
 from mobq.errors import VerificationFailed
 from mobq.manifest import load_manifest
+from mobq.plan import ExportRequest
 from mobq.run import generate
 
 pytestmark = pytest.mark.slow
@@ -88,6 +89,28 @@ def test_rerun_reuses_every_stage(export_tied_8da4w, tiny_tied: Path, tmp_path: 
     _, manifest = export(tiny_tied, tmp_path / "again", scheme="8da4w")
     assert all(stage.cached for stage in manifest.stages)
     assert manifest.file("program").sha256 == export_tied_8da4w[1].file("program").sha256
+
+
+def test_a_program_lowered_by_other_code_is_not_reused(
+    export_tied_8da4w, tiny_tied: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = ExportRequest(model=str(tiny_tied), out=None, scheme="8da4w", ctx=96)
+    keys = plan.stage_keys(plan.plan_export(request))
+    monkeypatch.setattr(plan, "lowering_digest", lambda: "another-lowering")
+    other = plan.stage_keys(plan.plan_export(request))
+    assert other["export"] != keys["export"]
+    assert {k: v for k, v in other.items() if k != "export"} == {
+        k: v for k, v in keys.items() if k != "export"
+    }
+
+
+def test_the_lowering_digest_follows_the_sources_and_only_them(tmp_path: Path) -> None:
+    (tmp_path / "lowering.py").write_text("PASSES = 1\n")
+    before = plan.source_digest(tmp_path)
+    (tmp_path / "notes.txt").write_text("not code")
+    assert plan.source_digest(tmp_path) == before
+    (tmp_path / "lowering.py").write_text("PASSES = 2\n")
+    assert plan.source_digest(tmp_path) != before
 
 
 def test_failed_verification_leaves_no_program(

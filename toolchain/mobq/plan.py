@@ -8,6 +8,8 @@ Precedence of each setting: mobq default < recipe < CLI flag; the plan records w
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -323,10 +325,30 @@ def stage_keys(plan: ExportPlan) -> dict[str, str]:
         threshold=plan.threshold,
         v=PIPELINE_VERSION,
         program=PROGRAM_VERSION,
+        lowering=lowering_digest(),
         # Only where the check runs, so the keys of other programs stay as they were.
         **_first_layer_key(plan),
     )
     return keys
+
+
+def source_digest(package: Path) -> str:
+    """A digest of a package's Python sources, file names included."""
+    digest = hashlib.sha256()
+    for path in sorted(package.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+@functools.cache
+def lowering_digest() -> str:
+    """The export stage's own code (mobq.pte) in its cache key: a program lowered by other
+    code is never reused, whether or not PROGRAM_VERSION was bumped. A lowering variant tried
+    from another checkout once served its (rejected) program from the cache to the next
+    export of the main code."""
+    import mobq.pte
+
+    return source_digest(Path(mobq.pte.__file__).parent)
 
 
 def _first_layer_key(plan: ExportPlan) -> dict[str, Any]:
