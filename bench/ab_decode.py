@@ -142,9 +142,14 @@ def one_round(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run_round(argv: list[str], order: str) -> dict[str, Any]:
+    return run_fresh(Path(__file__), [*argv, "--one-round", order])
+
+
+def run_fresh(script: Path, argv: list[str]) -> dict[str, Any]:
+    """`script argv --json-out F` in a fresh Python process; its JSON, or a one-line error."""
     with tempfile.TemporaryDirectory() as scratch:
         out = Path(scratch) / "round.json"
-        command = [sys.executable, __file__, *argv, "--one-round", order, "--json-out", str(out)]
+        command = [sys.executable, str(script), *argv, "--json-out", str(out)]
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0 or not out.is_file():
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -153,8 +158,23 @@ def run_round(argv: list[str], order: str) -> dict[str, Any]:
 
 
 def verdict(rounds: list[dict[str, Any]], phase: str) -> dict[str, float]:
-    ratios = [r[phase]["a_over_b"]["median"] for r in rounds]
-    return {"median": round(statistics.median(ratios), 4), "min": min(ratios), "max": max(ratios)}
+    return median_range([r[phase]["a_over_b"]["median"] for r in rounds])
+
+
+def median_range(values: list[float]) -> dict[str, float]:
+    """The verdict over rounds: their median, and the range it came from."""
+    return {"median": round(statistics.median(values), 4), "min": min(values), "max": max(values)}
+
+
+def print_host(threads: int) -> tuple[dict[str, Any], str]:
+    """The CPU and the kernels runtime dispatch picks, printed first: figures compare only
+    within one machine and instruction set."""
+    from mobq import hostinfo
+    from mobq.benchmark import dispatch_isa
+
+    host, isa = hostinfo.host(), dispatch_isa()
+    print(f"{host['cpu']}, {host['cores']} cores, kernels for {isa}, {threads} threads")
+    return host, isa
 
 
 def main(argv: list[str]) -> None:
@@ -162,11 +182,9 @@ def main(argv: list[str]) -> None:
     if args.one_round:
         args.json_out.write_text(json.dumps(one_round(args)) + "\n", encoding="utf-8")
         return
-    from mobq import hostinfo
-    from mobq.benchmark import bandwidth_now, dispatch_isa
+    from mobq.benchmark import bandwidth_now
 
-    host, isa = hostinfo.host(), dispatch_isa()
-    print(f"{host['cpu']}, {host['cores']} cores, kernels for {isa}, {args.threads} threads")
+    host, isa = print_host(args.threads)
     print(f"A = {args.a}\nB = {args.b}")
     forwarded = [str(args.a), str(args.b), "--threads", str(args.threads)]
     forwarded += ["--prompt-tokens", str(args.prompt_tokens), "--steps", str(args.steps)]

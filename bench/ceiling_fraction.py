@@ -27,7 +27,6 @@ import argparse
 import importlib.util
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -178,26 +177,12 @@ def build_chain(export: Path, scratch: Path) -> Path:
 
 
 def run_round(argv: list[str]) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as scratch:
-        out = Path(scratch) / "round.json"
-        command = [sys.executable, __file__, *argv, "--one-round", "--json-out", str(out)]
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode != 0 or not out.is_file():
-            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-            raise SystemExit(f"error: a round failed ({done.returncode}): {tail[0]}")
-        return json.loads(out.read_text(encoding="utf-8"))
+    return _sibling("ab_decode").run_fresh(Path(__file__), [*argv, "--one-round"])
 
 
 def verdict(rounds: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
-    result = {}
-    for key in RATIOS:
-        medians = [r[key] for r in rounds]
-        result[key] = {
-            "median": round(statistics.median(medians), 4),
-            "min": min(medians),
-            "max": max(medians),
-        }
-    return result
+    ab_decode = _sibling("ab_decode")
+    return {key: ab_decode.median_range([r[key] for r in rounds]) for key in RATIOS}
 
 
 def main(argv: list[str]) -> None:
@@ -205,11 +190,7 @@ def main(argv: list[str]) -> None:
     if args.one_round:
         args.json_out.write_text(json.dumps(one_round(args)) + "\n", encoding="utf-8")
         return
-    from mobq import hostinfo
-    from mobq.benchmark import dispatch_isa
-
-    host, isa = hostinfo.host(), dispatch_isa()
-    print(f"{host['cpu']}, {host['cores']} cores, kernels for {isa}, {args.threads} threads")
+    host, isa = _sibling("ab_decode").print_host(args.threads)
     print(
         f"{args.export}: {args.segments} segments per round, each a read probe, a "
         f"{CHAIN_MB} MB GEMV chain pass and {args.steps} decode steps"
