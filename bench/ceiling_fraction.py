@@ -93,8 +93,12 @@ def probe_gb_s(threads: int) -> float:
     return _measure_bandwidth(threads, size_mib=PROBE_MIB, repeats=1)[0]
 
 
-def chain_layers(width: int, group: int) -> int:
-    return max(1, round(CHAIN_MB * 1e6 / _sibling("gemv_bound").weight_bytes(width, group)))
+def chain_shape(manifest: Any) -> tuple[int, int, int, int]:
+    """The GEMV chain for an export: width, group size, layers and weight bytes."""
+    width, group = int(manifest.model.params["dim"]), int(manifest.export.group_size)
+    per_layer = _sibling("gemv_bound").weight_bytes(width, group)
+    layers = max(1, round(CHAIN_MB * 1e6 / per_layer))
+    return width, group, layers, layers * per_layer
 
 
 def segment(
@@ -138,10 +142,7 @@ def one_round(args: argparse.Namespace) -> dict[str, Any]:
     from mobq.runtime import load_ops, quiet_native_logs
 
     manifest = _manifest(args.export)
-    width = int(manifest.model.params["dim"])
-    chain_bytes = chain_layers(width, manifest.export.group_size) * _sibling(
-        "gemv_bound"
-    ).weight_bytes(width, manifest.export.group_size)
+    width, _, _, chain_bytes = chain_shape(manifest)
     load_ops()
     with quiet_native_logs():
         program = _sibling("ab_decode").Program(args.export, args.threads)
@@ -149,7 +150,8 @@ def one_round(args: argparse.Namespace) -> dict[str, Any]:
         prompt = torch.arange(args.prompt_tokens, dtype=torch.long).reshape(1, -1) % program.vocab
         program.prefill(prompt)
         for _ in range(WARM_STEPS):
-            program.step(), chain.forward((row,))
+            program.step()
+            chain.forward((row,))
         segments, before = [], probe_gb_s(args.threads)
         for _ in range(args.segments):
             started = time.perf_counter()
@@ -168,12 +170,9 @@ def build_chain(export: Path, scratch: Path) -> Path:
     """The GEMV chain for this export's width and group size, lowered as gemv_bound does."""
     from mobq.runtime import quiet_native_logs
 
-    manifest = _manifest(export)
-    width, group = int(manifest.model.params["dim"]), manifest.export.group_size
+    width, group, layers, _ = chain_shape(_manifest(export))
     with quiet_native_logs():
-        return _sibling("gemv_bound").lowered_chain(
-            width, group, chain_layers(width, group), scratch
-        )
+        return _sibling("gemv_bound").lowered_chain(width, group, layers, scratch)
 
 
 def run_round(argv: list[str]) -> dict[str, Any]:
